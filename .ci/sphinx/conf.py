@@ -17,7 +17,7 @@ html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
 
-myst_enable_extensions = ['colon_fence', 'deflist', 'dollarmath']
+myst_enable_extensions = ['colon_fence', 'deflist']  # no dollarmath: "$5" stays text, and MathJax would come from a CDN
 myst_heading_anchors = 3       # `[x](page.ipynb#some-heading)` links resolve, as Quarto's do
 nb_execution_mode = 'off'      # notebooks are executed by their authors (outputs are the docs), never here
 nb_merge_streams = True

@@ -1,0 +1,218 @@
+"""The docs site in a real browser (headless Debian Chromium driven by pip's playwright; no `playwright install`).
+
+- The project's site (`_docs/`, built by `bash .ci/docs` when missing or older than its sources): the home page and
+  every page in its navigation load with their content and without a console error or a request off this machine.
+- Widgets offline: tests/fixtures/widget_nb.ipynb (executed, widget state stored) is built by the same pipeline into
+  a small site in a temp dir; its widgets render from that state with every non-loopback request blocked.
+"""
+from __future__ import annotations
+
+import contextlib, functools, http.server, json, os, shutil, subprocess, threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO/"_docs"
+WIDGET_NB = Path(__file__).resolve().parent/"fixtures"/"widget_nb.ipynb"
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags from ../shared/notes/toolchain.md: no sandbox (we run as root), nothing in the background phoning home.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+DOCS_SOURCES = ["nbs", ".ci/docs", ".ci/docs_prep.py", ".ci/bin/quarto", ".ci/sphinx/conf.py", "settings.ini"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `apt-get install chromium` "
+                                 "(bash .ci/test does it when run as root)")]
+
+
+# ---- fixtures: a static server, a browser, a page that records what went wrong -------------------------------------
+
+@contextlib.contextmanager
+def serve_dir(root: Path) -> Iterator[str]:
+    "Serve `root` over HTTP on 127.0.0.1 (a free port) in a thread; yield the base URL; shut down afterwards."
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    t = threading.Thread(target=srv.serve_forever, name=f"docs-http-{srv.server_port}", daemon=True)
+    t.start()
+    try: yield f"http://127.0.0.1:{srv.server_port}/"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(10)
+
+
+def build_docs(project: Path) -> None:
+    "Run the one docs command, `bash .ci/docs PROJECT`, failing the test with its output if it fails."
+    r = subprocess.run(["bash", str(REPO/".ci"/"docs"), str(project)], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=600)
+    assert r.returncode == 0, f"bash .ci/docs {project} failed (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+def newest_mtime(paths: list[Path]) -> float:
+    return max((f.stat().st_mtime for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()),
+               default=0.0)
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    "The project's `_docs/`, rebuilt first if it is missing or older than the notebooks and the docs tooling."
+    home = DOCS/"index.html"
+    if not home.exists() or home.stat().st_mtime < newest_mtime([REPO/p for p in DOCS_SOURCES]): build_docs(REPO)
+    return DOCS
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright  # imported here: collecting this file must not need playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try: yield b
+        finally: b.close()
+
+
+class Visit:
+    "A fresh browser context whose requests off 127.0.0.1 are blocked and recorded, as are console errors."
+    def __init__(self, browser):
+        self.errors, self.offsite, self.requests = [], [], []
+        self.context = browser.new_context()
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("requestfailed", lambda r: self.errors.append(f"requestfailed: {r.url} {r.failure}"))
+
+    def _route(self, route):
+        url = route.request.url
+        self.requests.append(url)
+        if urlsplit(url).hostname == "127.0.0.1" or url.startswith(("data:", "blob:", "about:")): route.continue_()
+        else:
+            self.offsite.append(url)
+            route.abort()
+
+    def open(self, url: str):
+        resp = self.page.goto(url, wait_until="networkidle")
+        assert resp is not None and resp.status == 200, f"{url}: HTTP {resp and resp.status}"
+        return self.page
+
+    def check_clean(self):
+        assert not self.offsite, f"the page tried to reach other hosts (blocked): {self.offsite}"
+        assert not self.errors, "\n".join(self.errors)
+
+
+@pytest.fixture
+def visit(browser):
+    v = Visit(browser)
+    try: yield v
+    finally: v.context.close()
+
+
+def article_text(page) -> str: return page.locator("article").inner_text()
+
+
+def nav_pages(page, base: str) -> list[str]:
+    "Pages linked from the site navigation (furo's sidebar tree), in order."
+    hrefs = page.eval_on_selector_all(".sidebar-tree a.reference.internal", "els => els.map(e => e.href)")
+    return list(dict.fromkeys(h.split("#")[0] for h in hrefs if h.startswith(base)))
+
+
+def quarto_leftovers(text: str) -> list[str]:
+    "Quarto/nbdev syntax that must never reach a reader: cell options, link attributes, raw front matter."
+    return [s for s in ("#| ", '{target="_blank"', "output-file:", "<!-- WARNING") if s in text]
+
+
+# ---- the project's site --------------------------------------------------------------------------------------------
+
+def test_home_and_api_pages_render_cleanly(site, visit):
+    settings = dict(l.split(" = ", 1) for l in (REPO/"settings.ini").read_text().splitlines() if " = " in l)
+    with serve_dir(site) as base:
+        page = visit.open(base)
+        title = page.locator("article h1").first.inner_text().rstrip("¶").strip()
+        assert title == settings["title"]
+        home = article_text(page)
+        assert len(home.split()) >= 20, f"the home page has almost no content: {home!r}"
+        assert not quarto_leftovers(home), quarto_leftovers(home)
+        pages = nav_pages(page, base)
+        api = [u for u in pages if not u.rstrip("/").endswith(("index.html", base.rstrip("/")))]
+        assert api, f"the navigation lists no page besides the home page: {pages}"
+        for url in api:
+            page = visit.open(url)
+            assert page.locator("article h1").count() == 1, f"{url}: expected one page title"
+            text = article_text(page)
+            assert len(text.split()) >= 20, f"{url} has almost no content: {text!r}"
+            assert not quarto_leftovers(text), f"{url}: {quarto_leftovers(text)}"
+            assert page.locator("article .cell").count() > 0, f"{url}: no notebook cells rendered"
+    visit.check_clean()
+
+
+# ---- widgets render offline ----------------------------------------------------------------------------------------
+
+SETTINGS = """[DEFAULT]
+repo = widgetsite
+lib_name = widgetsite
+lib_path = widgetsite
+nbs_path = nbs
+doc_path = _docs
+version = 0.0.1
+title = widget site
+description = The widget fixture, built by the docs pipeline
+branch = main
+git_url = https://github.com/example/widgetsite
+doc_host = https://example.github.io
+doc_baseurl = /widgetsite
+user = example
+author = example
+author_email = example@example.com
+copyright = example
+keywords = example
+language = English
+status = 1
+min_python = 3.11
+license = apache2
+custom_sidebar = False
+recursive = True
+"""
+INDEX_NB = {"cells": [{"cell_type": "markdown", "id": "home", "metadata": {},
+                       "source": "# widget site\n\n> The widget fixture, built by the docs pipeline.\n\nSee the widget page."}],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture(scope="module")
+def widget_site(tmp_path_factory) -> Path:
+    "A tiny nbdev project (index + the widget fixture) built into HTML by `bash .ci/docs`."
+    proj = tmp_path_factory.mktemp("widgetsite")
+    (proj/"settings.ini").write_text(SETTINGS)
+    (proj/"widgetsite").mkdir()
+    (proj/"widgetsite"/"__init__.py").write_text("")
+    (proj/"nbs").mkdir()
+    (proj/"nbs"/"index.ipynb").write_text(json.dumps(INDEX_NB))
+    shutil.copy(WIDGET_NB, proj/"nbs"/"01_widget_nb.ipynb")
+    build_docs(proj)
+    return proj/"_docs"
+
+
+def test_widget_outputs_render_offline(widget_site, visit):
+    assert (widget_site/"_static"/"embed-amd.js").exists(), "the widget JavaScript must ship with the site"
+    html = (widget_site/"widget_nb.html").read_text()
+    assert "cdn.jsdelivr.net" not in html and "unpkg.com" not in html and "cdnjs" not in html
+    with serve_dir(widget_site) as base:
+        page = visit.open(base + "widget_nb.html")
+        label = page.locator(".widget-label", has_text="widget-label-rendered-offline")
+        label.wait_for(state="visible", timeout=15_000)
+        slider = page.locator(".widget-slider")
+        assert slider.count() == 1 and "level" in slider.inner_text()
+        assert page.locator(".widget-readout").inner_text().strip() == "7"
+        text = article_text(page)
+        # nbdev processing honoured: hidden cell gone, echo: false keeps only the output, show_doc rendered
+        assert "HIDDEN-CELL-MARKER" not in page.content()
+        assert "ECHO-FALSE-OUTPUT" in text and '"ECHO-FALSE-" +' not in text
+        assert page.locator("article .rubric", has_text="greet").count() == 1
+        assert "Return a greeting for" in text and "show_doc(greet)" not in text
+        assert not quarto_leftovers(text), quarto_leftovers(text)
+        served = {urlsplit(u).path for u in visit.requests if urlsplit(u).hostname == "127.0.0.1"}
+        assert {"/_static/require.js", "/_static/embed-amd.js"} <= served, sorted(served)
+    visit.check_clean()
