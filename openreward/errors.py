@@ -98,15 +98,16 @@ class SessionResponseError(HTTPStatusError):
                       headers: Mapping[str, str] | None = None,  # response headers (case-insensitive mapping, as httpx gives)
                       url: str | None = None,  # the request URL
                       ) -> "SessionResponseError":
-        "The error for an error response, with the server's `detail` as message and its retry hints."
+        "The error for an error response: the server's `detail` as message, its retry hints; a 401 is an `AuthenticationError`."
         try: detail = json.loads(text).get("detail", text)
         except (ValueError, AttributeError): detail = text
         if not isinstance(detail, str): detail = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+        if status == 401: return AuthenticationError(detail, body=text, url=url)
         headers = headers or {}
         retry = (headers.get("retry-after") or headers.get("Retry-After") or "").strip()
         state = headers.get("x-backend-state") or headers.get("X-Backend-State")
-        return cls(status, detail, body=text, url=url, retry_after=float(retry) if retry.isdigit() else None,
-                   backend_starting=state == "starting")
+        return SessionResponseError(status, detail, body=text, url=url, retry_after=float(retry) if retry.isdigit() else None,
+                                    backend_starting=state == "starting")
 
 # %% ../nbs/01_errors.ipynb #fb51d042
 class AuthenticationError(SessionResponseError):

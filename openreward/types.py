@@ -60,8 +60,8 @@ class ToolOutput(_WireModel):
     finished: bool = False  # True ends the episode: later calls are refused
 
 # %% ../nbs/00_types.ipynb #56641fdc
-def _html_json(value: Any) -> str:
-    return html.escape(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=repr))
+def _html_json(value: Any, indent: int | None = 1) -> str:
+    return html.escape(json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=True, default=repr))
 
 def _block_html(block: TextBlock | ImageBlock) -> str:
     if isinstance(block, ImageBlock):
@@ -259,6 +259,26 @@ class Message(_WireModel):
                     f"reasoning and tool_call blocks belong in 'assistant' turns, "
                     f"tool_result blocks in 'user' turns (Anthropic placement semantics).")
         return self
+
+# %% ../nbs/00_types.ipynb #33067e19
+def _message_block_html(block: Any) -> str:
+    "HTML for any message block: text and images as in tool outputs, the richer kinds folded or labelled."
+    if isinstance(block, ReasoningBlock):
+        return f"<details><summary><em>reasoning</em></summary>{_block_html(TextBlock(text=block.text))}</details>"
+    if isinstance(block, ToolCallBlock):
+        return (f"<p>&rarr; <code>{html.escape(block.name)}</code> <small>({html.escape(block.id)})</small></p>"
+                f"<pre style=\"margin:0.2em 0\">{_html_json(block.input, indent=None)}</pre>")
+    if isinstance(block, ToolResultBlock):
+        head = f"&larr; result of <small>{html.escape(block.tool_call_id)}</small>" + (" <b>(error)</b>" if block.is_error else "")
+        inner = "\n".join(_block_html(b) for b in block.blocks)
+        return f'<p>{head}</p><div style="margin-left:1.5em">{inner}</div>'
+    return _block_html(block)
+
+@patch
+def _repr_html_(self: Message) -> str:
+    "An HTML view of the turn: its role, then its blocks."
+    body = "\n".join(_message_block_html(b) for b in self.blocks)
+    return f'<div class="openreward-message" style="border-left:3px solid #bbb;padding-left:0.5em;margin:0.3em 0"><b>{html.escape(self.role)}</b>\n{body}</div>'
 
 # %% ../nbs/00_types.ipynb #c76172db
 class GroupCandidate(_WireModel):
