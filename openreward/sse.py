@@ -15,16 +15,16 @@ from typing import Any
 
 import httpx
 
+from .errors import SSEError
+
 # %% auto #0
-__all__ = ['CHUNK_CHARS', 'SSEError', 'ServerSentEvent', 'encode_event', 'encode_comment', 'ping_comment', 'task_id_event',
-           'result_events', 'error_event', 'frame_result', 'encode_events', 'SSEDecoder', 'decode_events',
-           'ResultAssembler', 'assemble', 'aassemble', 'iter_sse', 'aiter_sse', 'connect_sse', 'aconnect_sse']
+__all__ = ['CHUNK_CHARS', 'EVENT_STREAM_HEADERS', 'ServerSentEvent', 'encode_event', 'encode_comment', 'ping_comment',
+           'task_id_event', 'result_events', 'error_event', 'frame_result', 'encode_events', 'SSEDecoder',
+           'decode_events', 'ResultAssembler', 'assemble', 'aassemble', 'iter_sse', 'aiter_sse', 'connect_sse',
+           'aconnect_sse']
 
 # %% ../nbs/02_sse.ipynb #48703f62
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-class SSEError(ValueError):
-    "A malformed, truncated or out-of-order event stream."
 
 @dataclass(frozen=True)
 class ServerSentEvent:
@@ -94,6 +94,10 @@ def encode_events(events: Iterable[ServerSentEvent]) -> bytes:
     "The wire bytes of several events."
     return b"".join(encode_event(e) for e in events)
 
+EVENT_STREAM_HEADERS = {  # the response headers of the reference server's event streams
+    "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
+    "connection": "keep-alive", "x-accel-buffering": "no"}
+
 # %% ../nbs/02_sse.ipynb #9bd79cc6
 _EOL = re.compile(rb"[\r\n]")
 
@@ -110,6 +114,7 @@ class SSEDecoder:
     def feed(self, chunk: bytes, # the next bytes of the stream, cut anywhere
             ) -> list[ServerSentEvent]:
         "Consume `chunk`; return the events it completed."
+        if isinstance(chunk, str): raise TypeError("SSEDecoder.feed takes bytes; encode text as UTF-8 first")
         events, i, n = [], 0, len(chunk)
         if self._after_cr and n:
             self._after_cr = False
@@ -242,7 +247,9 @@ async def aiter_sse(response: httpx.Response, # a streaming response with conten
     decoder.close()
 
 def _sse_headers(kwargs: dict) -> dict:
-    return {**kwargs, "headers": {"Accept": "text/event-stream", "Cache-Control": "no-store", **(kwargs.get("headers") or {})}}
+    headers = httpx.Headers({"Accept": "text/event-stream"})
+    headers.update(kwargs.get("headers") or {})
+    return {**kwargs, "headers": headers}
 
 @contextmanager
 def connect_sse(client: httpx.Client, # the client to send with

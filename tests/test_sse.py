@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from openreward.sse import (CHUNK_CHARS, ResultAssembler, SSEDecoder, SSEError, ServerSentEvent, aassemble,
+from openreward.errors import SSEError, TransportError
+from openreward.sse import (CHUNK_CHARS, EVENT_STREAM_HEADERS, ResultAssembler, SSEDecoder, ServerSentEvent, aassemble,
                             aconnect_sse, aiter_sse, assemble, connect_sse, decode_events, encode_comment,
                             encode_event, encode_events, frame_result, iter_sse, ping_comment, result_events)
 
@@ -108,6 +109,14 @@ def test_assembler_outcome_and_never_complete_early(name):
         assert partial.done == (cut >= len(raw) - 1), cut
         if not partial.done and decoder.pending:
             with pytest.raises(SSEError, match="ended inside an event"): decoder.close()
+
+def test_stream_problems_are_transport_errors_and_misuse_is_refused():
+    assert issubclass(SSEError, TransportError)
+    with pytest.raises(SSEError): decode_events(b"data: cut")
+    with pytest.raises(TypeError, match="takes bytes"): SSEDecoder().feed("event: x\r\n")
+    with pytest.raises(ValueError, match="on one line"): ServerSentEvent("a\rb")
+    with pytest.raises(ValueError, match="exactly one"): list(frame_result("t"))
+    with pytest.raises(ValueError, match="at least 1"): list(result_events("x", size=0))
 
 def test_reference_client_would_lose_the_spaces_we_keep():
     "The reference client left-strips every data value; at this slice boundary that drops four characters."
@@ -221,7 +230,7 @@ async def awkward(request: Request):
             yield piece
             if i % 100 == 0 or piece.endswith((b"\r", b"\xf0\x9f")):  # pause, so the piece travels on its own
                 await anyio.sleep(0.002)
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return StreamingResponse(body(), headers=EVENT_STREAM_HEADERS)
 
 async def gated(request: Request):
     async def body():
@@ -230,12 +239,12 @@ async def gated(request: Request):
             if GATE.is_set(): break
             await anyio.sleep(0.01)
         yield encode_events(result_events("after the gate" if GATE.is_set() else "gate never opened"))
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return StreamingResponse(body(), headers=EVENT_STREAM_HEADERS)
 
 async def truncated(request: Request):
     async def body():
         yield STREAMS["call_ok"][:-60]
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return StreamingResponse(body(), headers=EVENT_STREAM_HEADERS)
 
 async def not_found(request: Request):
     return JSONResponse({"detail": "Active environment not found"}, status_code=404)
@@ -265,6 +274,7 @@ def test_iter_sse_over_uvicorn_awkward_pieces(local_server):
     with httpx.Client(base_url=local_server, timeout=30) as client:
         with connect_sse(client, "POST", "/awkward") as response:
             assert response.request.headers["accept"] == "text/event-stream"
+            assert {k: response.headers.get(k) for k in EVENT_STREAM_HEADERS} == EVENT_STREAM_HEADERS
             events = list(iter_sse(response))
     assert [e.event for e in events] == ["task_id"] + ["chunk"] * (len(events) - 2) + ["end"] and len(events) > 3
     asm = assemble(events)
@@ -385,6 +395,7 @@ async def test_async_helpers_against_reference(live_reference):
     sid = {"X-Session-ID": f"sse-async-{time.monotonic_ns()}"}
     async with httpx.AsyncClient(base_url=live_reference, timeout=30) as client:
         async with aconnect_sse(client, "POST", "/create_session", json={}) as r:
+            assert {k: r.headers.get(k) for k in EVENT_STREAM_HEADERS} == EVENT_STREAM_HEADERS
             session = await aassemble(aiter_sse(r))
         (await client.post("/create", headers=sid, json={"split": "train", "index": 0})).raise_for_status()
         async with aconnect_sse(client, "POST", "/capture/call", headers=sid, json=CALLS["call_9000"]) as r:
