@@ -22,7 +22,8 @@ try: from typing import TypeAliasType  # Python 3.12+
 except ImportError: from typing_extensions import TypeAliasType  # a dependency of pydantic itself
 
 # %% ../nbs/00_types.ipynb #2be551ec
-JSONValue = TypeAliasType("JSONValue", Union[Mapping[str, Any], Sequence[Any], str, int, float, bool, None])
+JSONValue = TypeAliasType("JSONValue",
+                          Union[Mapping[str, Any], Sequence[Any], str, int, float, bool, None])
 JSONObject = Mapping[str, JSONValue]
 
 # %% ../nbs/00_types.ipynb #b55373e7
