@@ -119,9 +119,14 @@ def nav_pages(page, base: str) -> list[str]:
     return list(dict.fromkeys(h.split("#")[0] for h in hrefs if h.startswith(base)))
 
 
-def quarto_leftovers(text: str) -> list[str]:
-    "Quarto/nbdev syntax that must never reach a reader: cell options, link attributes, raw front matter."
-    return [s for s in ("#| ", '{target="_blank"', "output-file:", "<!-- WARNING") if s in text]
+def quarto_leftovers(page) -> list[str]:
+    "Quarto/nbdev syntax that must never reach a reader: cell options in code, link attributes, raw front matter."
+    code = "\n".join(page.locator("article pre").all_inner_texts())
+    text = article_text(page)
+    found = [l for l in code.splitlines() if l.lstrip().startswith("#|")]
+    found += [s for s in ('{target="_blank"', "<!-- WARNING") if s in text]
+    found += [l for l in text.splitlines() if l.startswith(("output-file:", "title:", "description:"))]
+    return found
 
 
 # ---- the project's site --------------------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def test_home_and_api_pages_render_cleanly(site, visit):
         assert title == settings["title"]
         home = article_text(page)
         assert len(home.split()) >= 20, f"the home page has almost no content: {home!r}"
-        assert not quarto_leftovers(home), quarto_leftovers(home)
+        assert not quarto_leftovers(page), quarto_leftovers(page)
         pages = nav_pages(page, base)
         api = [u for u in pages if not u.rstrip("/").endswith(("index.html", base.rstrip("/")))]
         assert api, f"the navigation lists no page besides the home page: {pages}"
@@ -143,7 +148,7 @@ def test_home_and_api_pages_render_cleanly(site, visit):
             assert page.locator("article h1").count() == 1, f"{url}: expected one page title"
             text = article_text(page)
             assert len(text.split()) >= 20, f"{url} has almost no content: {text!r}"
-            assert not quarto_leftovers(text), f"{url}: {quarto_leftovers(text)}"
+            assert not quarto_leftovers(page), f"{url}: {quarto_leftovers(page)}"
             assert page.locator("article .cell").count() > 0, f"{url}: no notebook cells rendered"
     visit.check_clean()
 
@@ -212,7 +217,7 @@ def test_widget_outputs_render_offline(widget_site, visit):
         assert "ECHO-FALSE-OUTPUT" in text and '"ECHO-FALSE-" +' not in text
         assert page.locator("article .rubric", has_text="greet").count() == 1
         assert "Return a greeting for" in text and "show_doc(greet)" not in text
-        assert not quarto_leftovers(text), quarto_leftovers(text)
+        assert not quarto_leftovers(page), quarto_leftovers(page)
         served = {urlsplit(u).path for u in visit.requests if urlsplit(u).hostname == "127.0.0.1"}
         assert {"/_static/require.js", "/_static/embed-amd.js"} <= served, sorted(served)
     visit.check_clean()
