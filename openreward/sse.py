@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -94,9 +95,9 @@ def encode_events(events: Iterable[ServerSentEvent]) -> bytes:
     "The wire bytes of several events."
     return b"".join(encode_event(e) for e in events)
 
-EVENT_STREAM_HEADERS = {  # the response headers of the reference server's event streams
+EVENT_STREAM_HEADERS = MappingProxyType({  # the response headers of the reference server's event streams (read-only)
     "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-    "connection": "keep-alive", "x-accel-buffering": "no"}
+    "connection": "keep-alive", "x-accel-buffering": "no"})
 
 # %% ../nbs/02_sse.ipynb #9bd79cc6
 _EOL = re.compile(rb"[\r\n]")
