@@ -33,7 +33,7 @@ class ServerSentEvent:
     event: str = "message"  # event name; a stream that names no event dispatches "message"
     data: str = ""          # event data; several `data:` lines are joined with "\n"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.event, str) or not isinstance(self.data, str):
             raise TypeError(f"event and data must be str, got {type(self.event).__name__} and {type(self.data).__name__}")
         if not self.event or _LINE_BREAK.search(self.event):
@@ -104,7 +104,7 @@ _EOL = re.compile(rb"[\r\n]")
 
 class SSEDecoder:
     "Incremental event-stream decoder: feed bytes in any pieces, get complete events back."
-    def __init__(self):
+    def __init__(self) -> None:
         self._partial: list[bytes] = []  # pieces of the current, unterminated line
         self._after_cr = False           # the last line ended in CR: an LF right after it belongs to it
         self._started = False            # a line has been seen (a BOM is stripped only before the first)
@@ -176,7 +176,7 @@ def decode_events(data: bytes | Iterable[bytes], # a whole stream, or its pieces
 # %% ../nbs/02_sse.ipynb #a9e5e4ce
 class ResultAssembler:
     "Rebuild the outcome of a call/score_group stream from its events."
-    def __init__(self):
+    def __init__(self) -> None:
         self.task_id: str | None = None  # from the `task_id` event, once seen
         self.result: str | None = None   # the joined `chunk`+`end` text, once `end` arrived
         self.error: str | None = None    # the `error` message, if the work failed
@@ -247,7 +247,7 @@ async def aiter_sse(response: httpx.Response, # a streaming response with conten
         for event in decoder.feed(chunk): yield event
     decoder.close()
 
-def _sse_headers(kwargs: dict) -> dict:
+def _sse_headers(kwargs: dict[str, Any]) -> dict[str, Any]:
     headers = httpx.Headers({"Accept": "text/event-stream"})
     headers.update(kwargs.get("headers") or {})
     return {**kwargs, "headers": headers}
@@ -256,7 +256,7 @@ def _sse_headers(kwargs: dict) -> dict:
 def connect_sse(client: httpx.Client, # the client to send with
                 method: str,          # HTTP method, "POST" for every ORS stream
                 url: str,             # URL, relative to the client's base_url if it has one
-                **kwargs,             # passed to `client.stream` (json=, headers=, ...)
+                **kwargs: Any,        # passed to `client.stream` (json=, headers=, ...)
                ) -> Iterator[httpx.Response]:
     "Open a streaming event-stream request; yield the response for `iter_sse`."
     with client.stream(method, url, **_sse_headers(kwargs)) as response: yield response
@@ -265,7 +265,7 @@ def connect_sse(client: httpx.Client, # the client to send with
 async def aconnect_sse(client: httpx.AsyncClient, # the client to send with
                        method: str,               # HTTP method, "POST" for every ORS stream
                        url: str,                  # URL, relative to the client's base_url if it has one
-                       **kwargs,                  # passed to `client.stream` (json=, headers=, ...)
+                       **kwargs: Any,             # passed to `client.stream` (json=, headers=, ...)
                       ) -> AsyncIterator[httpx.Response]:
     "Open a streaming event-stream request; yield the response for `aiter_sse`."
     async with client.stream(method, url, **_sse_headers(kwargs)) as response: yield response
