@@ -19,8 +19,8 @@ import httpx
 from .errors import SSEError
 
 # %% auto #0
-__all__ = ['CHUNK_CHARS', 'EVENT_STREAM_HEADERS', 'ServerSentEvent', 'encode_event', 'encode_comment', 'ping_comment',
-           'task_id_event', 'result_events', 'error_event', 'frame_result', 'encode_events', 'SSEDecoder',
+__all__ = ['CHUNK_CHARS', 'EVENT_STREAM_HEADERS', 'ServerSentEvent', 'encode_event', 'encode_events', 'encode_comment',
+           'ping_comment', 'task_id_event', 'result_events', 'error_event', 'frame_result', 'SSEDecoder',
            'decode_events', 'ResultAssembler', 'assemble', 'aassemble', 'iter_sse', 'aiter_sse', 'connect_sse',
            'aconnect_sse']
 
@@ -49,6 +49,11 @@ def encode_event(event: ServerSentEvent) -> bytes:
     lines = [f"event: {event.event}"] + [f"data: {line}" for line in _LINE_BREAK.split(event.data)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
+def encode_events(events: Iterable[ServerSentEvent]) -> bytes:
+    "The wire bytes of several events."
+    return b"".join(encode_event(e) for e in events)
+
+# %% ../nbs/02_sse.ipynb #ee0893c1
 def encode_comment(text: str) -> bytes:
     "A comment block (`: text`, one per line of `text`); receivers ignore it, proxies see traffic."
     return "".join(f": {line}\r\n" for line in _LINE_BREAK.split(text)).encode("utf-8") + b"\r\n"
@@ -90,10 +95,6 @@ def frame_result(task_id: str | None,        # task id event to open with; None 
     if task_id is not None: yield task_id_event(task_id)
     if error is not None: yield error_event(error)
     else: yield from result_events(result, size)
-
-def encode_events(events: Iterable[ServerSentEvent]) -> bytes:
-    "The wire bytes of several events."
-    return b"".join(encode_event(e) for e in events)
 
 EVENT_STREAM_HEADERS = MappingProxyType({  # the response headers of the reference server's event streams (read-only)
     "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
@@ -165,6 +166,7 @@ class SSEDecoder:
             raise SSEError(f"event stream ended inside an event (event={self._event!r}, "
                            f"{len(self._data)} data line(s), unterminated line {partial[:60]!r})")
 
+# %% ../nbs/02_sse.ipynb #4a384567
 def decode_events(data: bytes | Iterable[bytes], # a whole stream, or its pieces in order
                  ) -> list[ServerSentEvent]:
     "All events of a finished stream; raise `SSEError` if it is truncated."
@@ -206,6 +208,7 @@ class ResultAssembler:
                  if self.error is not None else f"incomplete, {len(self._chunks)} chunk(s) so far")
         return f"ResultAssembler(task_id={self.task_id!r}, {state})"
 
+# %% ../nbs/02_sse.ipynb #6e9e7aee
 def assemble(events: Iterable[ServerSentEvent], # decoded events of one stream
             ) -> ResultAssembler:
     "Feed `events` to a new `ResultAssembler` until it is done or they run out."
