@@ -43,3 +43,34 @@ def test_stored_capture_is_current(reference_outcomes):
     "The capture that 00_types.ipynb checks against is what the reference does today."
     stored = json.loads((FIXTURES/"reference_wire.json").read_text())
     assert stored == reference_outcomes
+
+SCHEMAS = '''
+import importlib, json, sys
+mod = importlib.import_module(sys.argv[1])
+names = ["TextBlock", "ImageBlock", "ToolOutput", "Split", "ToolSpec", "TerminalToolSpec", "ListToolsOutput", "RunToolSuccess",
+         "RunToolError", "RunToolOutput", "ToolCall", "CreateSession", "ReasoningBlock", "ToolCallBlock", "ToolResultBlock",
+         "Message", "GroupCandidate", "GroupScore"]
+print(json.dumps({n: getattr(mod, n).model_json_schema() for n in names}))
+'''
+
+def _without_descriptions(x):
+    if isinstance(x, dict): return {k: _without_descriptions(v) for k, v in x.items() if k != "description"}
+    if isinstance(x, list): return [_without_descriptions(v) for v in x]
+    return x
+
+def test_json_schemas_match_but_for_descriptions(reference_python, tmp_path):
+    """A tool whose parameter model embeds one of these types publishes its JSON schema: fields, types, defaults,
+    `required` and `additionalProperties` must be the reference's. Only the `description`s differ (they come from
+    docstrings, and ours are our own)."""
+    script = tmp_path/"schemas.py"; script.write_text(SCHEMAS)
+    reference = json.loads(run_reference_script(reference_python, script, "openreward.environments.types").stdout)
+    ns = {"__name__": "schemas"}
+    import contextlib, io, sys
+    buf, argv = io.StringIO(), sys.argv
+    try:
+        sys.argv = ["schemas.py", "openreward.types"]
+        with contextlib.redirect_stdout(buf): exec(SCHEMAS, ns)
+    finally: sys.argv = argv
+    ours = json.loads(buf.getvalue())
+    assert sorted(ours) == sorted(reference) and len(ours) == 18
+    for name in reference: assert _without_descriptions(ours[name]) == _without_descriptions(reference[name]), name
