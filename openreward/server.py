@@ -252,7 +252,8 @@ class EventStream:
             await send({"type": "http.response.body", "body": encode_event(ServerSentEvent("error", "unknown task_id"))})
             return
         head = encode_event(ServerSentEvent("task_id", self.task_id))
-        if call.task is not None: await asyncio.sleep(0)  # a call that never suspends is done after one loop turn
+        if call.task is not None: await asyncio.sleep(0)  # an async tool that never suspends is done after one loop turn
+        if call.task is not None: await asyncio.wait({call.task}, timeout=0.005)  # a quick sync tool, in its thread
         if call.task is not None:
             await send({"type": "http.response.body", "body": head, "more_body": True})
             head = b""
