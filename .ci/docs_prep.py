@@ -129,14 +129,22 @@ def prep_site(proc: Path, out: Path) -> dict:
         name = (rel.parent / Path(fm.get('output-file') or rel.name).stem).as_posix()
         if name in names.values(): die(f'two notebooks render to the same page {name}.html: {rel} and '
                                        f'{next(k for k, v in names.items() if v == name)}')
-        names[str(rel)] = name
-        cells = title_cells(fm, Path(name).name) if fm else []
-        body = nb['cells'][1:] if fm else nb['cells']
-        cells += [c for c, _ in plain_cells({'cells': body})]
-        pages.append((name, fm, nb, cells))
+        names[rel.as_posix()] = name
+        pages.append((name, fm, nb))
     if not pages: die(f'no notebooks in {proc}')
     if pages[0][0] != 'index': die('the site needs a home page: nbs/index.ipynb (output-file index.html)')
-    for name, fm, nb, cells in pages:
+    # Links are written as Quarto publishes them (`client.html#x`); conf.py passes them through untouched, and a
+    # link to a source notebook (`06_client.ipynb`) becomes its page, as Quarto does. tests/test_docs_browser.py
+    # checks that every link between pages resolves.
+    nb_link = re.compile(r'(\]\()(' + '|'.join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r')([#)])')
+    relink = lambda t: nb_link.sub(lambda m: m.group(1) + names[m.group(2)] + '.html' + m.group(3), t)
+    for name, fm, nb in pages:
+        cells = title_cells(fm, Path(name).name) if fm else []
+        for c, _ in plain_cells({'cells': nb['cells'][1:] if fm else nb['cells']}):
+            if c['cell_type'] == 'markdown': c['source'] = relink(c['source'])
+            for o in c.get('outputs', []):
+                if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(o['data']['text/markdown'])
+            cells.append(c)
         if name == 'index':  # the page tree, in sidebar order, hidden: furo shows it as the navigation
             toc = '\n'.join(n for n, *_ in pages if n != 'index')
             cells.append(md_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```'))

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-import contextlib, functools, http.server, json, os, shutil, subprocess, threading
+import contextlib, functools, http.server, json, shutil, subprocess, threading, urllib.error, urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -129,6 +129,25 @@ def quarto_leftovers(page) -> list[str]:
     return found
 
 
+@functools.cache
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r: return r.read().decode()
+
+
+def broken_links(page, base: str) -> list[str]:
+    "Links from the page's content to this site that lead nowhere: a missing page, or no element with the #id."
+    bad = []
+    for href in dict.fromkeys(page.eval_on_selector_all("article a[href]", "els => els.map(e => e.href)")):
+        if not href.startswith(base): continue
+        url, _, frag = href.partition("#")
+        try: html = fetch(url)
+        except urllib.error.HTTPError as e:
+            bad.append(f"{href}: HTTP {e.code}")
+            continue
+        if frag and f'id="{frag}"' not in html: bad.append(f"{href}: the page has no element with id {frag!r}")
+    return bad
+
+
 # ---- the project's site --------------------------------------------------------------------------------------------
 
 def test_home_and_api_pages_render_cleanly(site, visit):
@@ -140,6 +159,7 @@ def test_home_and_api_pages_render_cleanly(site, visit):
         home = article_text(page)
         assert len(home.split()) >= 20, f"the home page has almost no content: {home!r}"
         assert not quarto_leftovers(page), quarto_leftovers(page)
+        bad = broken_links(page, base)
         pages = nav_pages(page, base)
         api = [u for u in pages if not u.rstrip("/").endswith(("index.html", base.rstrip("/")))]
         assert api, f"the navigation lists no page besides the home page: {pages}"
@@ -150,6 +170,8 @@ def test_home_and_api_pages_render_cleanly(site, visit):
             assert len(text.split()) >= 20, f"{url} has almost no content: {text!r}"
             assert not quarto_leftovers(page), f"{url}: {quarto_leftovers(page)}"
             assert page.locator("article .cell").count() > 0, f"{url}: no notebook cells rendered"
+            bad += broken_links(page, base)
+    assert not bad, "broken links between pages:\n" + "\n".join(bad)
     visit.check_clean()
 
 

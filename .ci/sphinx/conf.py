@@ -18,7 +18,8 @@ html_copy_source = False
 html_last_updated_fmt = None
 
 myst_enable_extensions = ['colon_fence', 'deflist']  # no dollarmath: "$5" stays text, and MathJax would come from a CDN
-myst_heading_anchors = 3       # `[x](page.ipynb#some-heading)` links resolve, as Quarto's do
+myst_heading_anchors = 3
+myst_all_links_external = True  # links stay as written, Quarto style (`client.html#x`); the browser test checks them
 nb_execution_mode = 'off'      # notebooks are executed by their authors (outputs are the docs), never here
 nb_merge_streams = True
 nb_output_stderr = 'remove-warn'
