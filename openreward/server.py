@@ -346,7 +346,7 @@ class Server:
 def _method(f: Callable) -> Callable:
     "Install `_name` as method `name` of `Server` (the endpoints are written beside their explanations)."
     name = f.__name__.lstrip("_")
-    f.__qualname__ = f"Server.{name}"
+    f.__name__, f.__qualname__ = name, f"Server.{name}"
     setattr(Server, name, f)
     return f
 
@@ -436,7 +436,7 @@ async def end_session(server: Server, sid: str) -> bool:
     task = s.setup_task
     if task is not None and not task.done():
         task.cancel()
-        await asyncio.wait({task})
+        await asyncio.wait({task}, timeout=5)  # bounded: a setup() that swallows cancellation cannot hold up its teardown
     if s.pending is not None and not s.pending.done(): s.pending.set_result(None)
     if type(s.env).teardown is not Environment.teardown:
         try: await call_user(s.env.teardown)
@@ -457,7 +457,9 @@ async def _reap(server: Server) -> None:
         stale = [sid for sid, s in server.sessions.items() if s.touched < limit]
         for sid in stale:
             logger.info("session expired", extra={"fields": {"session_id": sid}})
-            await end_session(server, sid)
+            try: await end_session(server, sid)
+            except Exception as e:  # never let one session stop the sweep
+                logger.error("ending an expired session failed", extra={"fields": {"session_id": sid, "error_type": type(e).__name__}})
 
 @_method
 async def _aclose(self: Server) -> None:
