@@ -739,6 +739,7 @@ def _build_app(self: Server) -> ASGIApp:
               Route("/{env}/prompt", g(Server.prompt), methods=["GET"]),
               Route("/{env}/messages", g(Server.messages), methods=["GET"]),
               Route("/{env}/score_group", g(Server.score_group), methods=["POST"])]
+    for r in routes: r.methods.discard("HEAD")  # Starlette adds HEAD to GET routes; FastAPI (and so the reference) does not
     server = self
     @contextlib.asynccontextmanager
     async def lifespan(app):
