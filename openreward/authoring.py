@@ -75,6 +75,7 @@ class ToolInfo:
     terminal: bool  # marked `@terminal`
     is_async: bool  # run on the loop (True) or in a worker thread (False)
     owner: type  # the class it was found on (an Environment or a Toolset)
+    _spec: ToolSpec | None = None  # the listing entry, made on first use
 
     @property
     def exclusive(self) -> bool: return self.options.exclusive or self.terminal
@@ -83,8 +84,10 @@ class ToolInfo:
 
     def spec(self) -> ToolSpec:
         "The listing entry: name, docstring (outer whitespace stripped), the model's JSON schema or None."
-        schema = None if self.model is None else self.model.model_json_schema()
-        return ToolSpec(name=self.name, description=(self.fn.__doc__ or "").strip(), input_schema=schema)
+        if self._spec is None:
+            schema = None if self.model is None else self.model.model_json_schema()
+            self._spec = ToolSpec(name=self.name, description=(self.fn.__doc__ or "").strip(), input_schema=schema)
+        return self._spec
 
 # %% ../nbs/03_authoring.ipynb #ee766e66
 class _Unresolved(Exception):
