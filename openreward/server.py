@@ -378,11 +378,19 @@ def _failure(server: Server, request: Request, exc: BaseException) -> Response:
 
 def _guard(server: Server, fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
     "Wrap an endpoint so that every outcome is an answer: HTTP errors as JSON, failures as 500 per `return_errors`."
-    async def endpoint(request: Request) -> Any:
+    async def answer(request: Request) -> Any:
         try: return await fn(request)
         except HTTPException as e: return _error_response(e)
         except SetupFailed as e: return _failure(server, request, e.error)
         except Exception as e: return _failure(server, request, e)
+    async def endpoint(request: Request) -> Any:
+        if not logger.isEnabledFor(logging.DEBUG): return await answer(request)
+        t0 = time.perf_counter()
+        response = await answer(request)
+        logger.debug("request handled", extra={"fields": {
+            "method": request.method, "path": request.url.path, "status": getattr(response, "status_code", 200),
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3), "session_id": request.headers.get("x-session-id")}})
+        return response
     endpoint.__name__ = fn.__name__
     return endpoint
 

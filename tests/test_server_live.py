@@ -158,5 +158,5 @@ def test_secrets_stay_out_of_logs_and_bodies(tmp):
     assert secret not in out, out
     structured = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     messages = {l["message"] for l in structured}
-    assert {"request failed", "session created", "session ended", "tool raised"} <= messages, messages
+    assert {"request failed", "request handled", "session created", "session ended", "tool raised"} <= messages, messages
     assert all({"time", "severity", "message", "logger"} <= set(l) for l in structured)
