@@ -72,10 +72,11 @@ def test_stream_arrives_incrementally_with_pings(tmp):
                 arrivals.append((time.monotonic() - t0, chunk))
                 raw += chunk
         first_at, first = arrivals[0]
-        assert first.startswith(b"event: task_id\r\ndata: ") and first_at < 0.6, arrivals[:2]
+        end_at = arrivals[-1][0]
+        assert end_at >= 1.1 and arrivals[-1][1].startswith(b"event: end"), arrivals[-1]
+        assert first.startswith(b"event: task_id\r\ndata: ") and first_at < end_at - 0.5, arrivals[:2]  # sent at once
         pings = [t for t, chunk in arrivals if PING.fullmatch(chunk)]
-        assert len(pings) >= 3 and all(t < 1.2 for t in pings), arrivals
-        assert arrivals[-1][0] >= 1.1
+        assert len([t for t in pings if t < 1.1]) >= 3, arrivals   # while the tool ran, one every 0.2 s
         evs = events_of(raw)
         assert [e for e, _ in evs] == ["task_id", "end"] and json.loads(evs[1][1])["output"]["metadata"] == {"runs": 1}
 
@@ -92,7 +93,7 @@ def test_disconnected_client_reattaches_and_the_tool_runs_once(tmp):
         evs = events_of(r.content)
         assert evs[0] == ("task_id", task_id) and evs[-1][0] == "end", evs
         assert json.loads(evs[-1][1])["output"]["metadata"] == {"runs": 1}
-        assert time.monotonic() - t0 < 1.5
+        assert time.monotonic() - t0 < 3   # it waited for the running call; it did not start another
         again = c.post("/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": "nap", "input": {}, "task_id": task_id})
         assert events_of(again.content) == evs   # finished results stay available for re-attach
         assert [l for l in lines(events) if l.startswith("run")] == ["run s1 1"]
