@@ -80,6 +80,23 @@ def serve_subprocess(python: str | Path,   # interpreter to run (ours: sys.execu
             stop_process(proc)
             out.close(); err.close()
 
+@contextlib.asynccontextmanager
+async def asgi_lifespan(app):
+    "Run an ASGI app's lifespan (startup on entry, shutdown on exit) the way uvicorn does, for in-process tests."
+    import asyncio
+    to_app, from_app = asyncio.Queue(), asyncio.Queue()
+    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                     to_app.get, from_app.put))
+    await to_app.put({"type": "lifespan.startup"})
+    msg = await from_app.get()
+    assert msg["type"] == "lifespan.startup.complete", msg
+    try: yield app
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        msg = await from_app.get()
+        await task
+        assert msg["type"] == "lifespan.shutdown.complete", msg
+
 # ---------------------------------------------------------------------------------------------------------------
 # The reference SDK (openreward==0.1.167 from PyPI) in its own virtualenv, never in ours: the package names collide.
 # ---------------------------------------------------------------------------------------------------------------

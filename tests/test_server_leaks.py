@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
+from conftest import asgi_lifespan
 from openreward.environments import Environment, Server, TextBlock, ToolOutput, tool
 
 pytestmark = pytest.mark.anyio
@@ -69,23 +70,9 @@ def reset_counts():
     Tracked.created.clear(); Tracked.torn.clear()
 
 @contextlib.asynccontextmanager
-async def lifespan(app):
-    "Run `app`'s ASGI lifespan (startup on entry, shutdown on exit), as uvicorn would."
-    to_app, from_app = asyncio.Queue(), asyncio.Queue()
-    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                     to_app.get, from_app.put))
-    await to_app.put({"type": "lifespan.startup"})
-    assert (await from_app.get())["type"] == "lifespan.startup.complete"
-    try: yield
-    finally:
-        await to_app.put({"type": "lifespan.shutdown"})
-        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
-        await task
-
-@contextlib.asynccontextmanager
 async def serving(**opts):
     server = Server([Tracked, AsyncTracked], **opts)
-    async with lifespan(server.app):
+    async with asgi_lifespan(server.app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url="http://leaks") as c:
             yield server, c
 
@@ -138,13 +125,13 @@ async def test_thousands_of_sessions_leave_nothing_behind():
     assert_all_torn_down_once()
 
 async def test_idle_sessions_expire_with_one_teardown_each():
-    async with serving(session_ttl=0.5, reap_interval=0.05) as (server, c):
+    async with serving(session_ttl=1.0, reap_interval=0.05) as (server, c):
         for i in range(200):
             env = ["tracked", "asynctracked"][i % 2]
             r = await c.post("/create", headers={"X-Session-ID": f"idle-{i}"}, json={"env_name": env, "task_spec": {}})
             assert r.status_code == 200
         keep = {"X-Session-ID": "idle-199"}  # the newest
-        for _ in range(15):  # pings keep it alive well past the TTL, while the others expire
+        for _ in range(25):  # pings keep it alive well past the TTL, while the others expire
             await asyncio.sleep(0.1)
             assert (await c.post("/ping", headers=keep)).status_code == 200
         assert list(server.sessions) == ["idle-199"]
