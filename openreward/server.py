@@ -36,13 +36,13 @@ from .authoring import Environment, call_user, check_environment, invoke_tool, l
 from .errors import EnvironmentDefinitionError
 from .sse import ServerSentEvent, encode_event, ping_comment, result_events
 from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Message, RunToolError,
-                              RunToolOutput, ScoreGroupOutput, ScoreGroupRequest, Split, SplitRequest, TaskRangeRequest,
-                              TaskRequest, TextBlock, ToolCall)
+                              RunToolOutput, RunToolSuccess, ScoreGroupOutput, ScoreGroupRequest, Split, SplitRequest,
+                              TaskRangeRequest, TaskRequest, TextBlock, ToolCall)
 
 # %% auto #0
 __all__ = ['logger', 'SSE_HEADERS', 'json_bytes', 'json_response', 'body_errors', 'BodyError', 'parse_body', 'decode_secrets',
-           'redact', 'LogFormatter', 'setup_logging', 'Session', 'SetupFailed', 'Call', 'CallRegistry', 'EventStream',
-           'RedirectToDefault', 'Server', 'end_session', 'openapi_document']
+           'redact', 'LogFormatter', 'setup_logging', 'Session', 'SetupFailed', 'Call', 'new_task_id', 'CallRegistry',
+           'EventStream', 'RedirectToDefault', 'Server', 'end_session', 'openapi_document']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -184,12 +184,34 @@ class SetupFailed(Exception):
 # %% ../nbs/05_server.ipynb #075ce0d1
 class Call:
     "One tool call or group scoring, running or finished."
-    __slots__ = ("task", "result", "error", "finished_at")
-    def __init__(self, task: asyncio.Task) -> None:
+    __slots__ = ("task", "result", "error", "describe")
+    def __init__(self, task: asyncio.Task, # the detached work
+                 describe: Callable[[BaseException], str] = str, # error message of an exception it raises
+                ) -> None:
         self.task: asyncio.Task | None = task
+        self.describe = describe
         self.result: str | None = None  # the JSON payload, on success
         self.error: str | None = None  # the error message, on failure
-        self.finished_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        "Whether the work is still going."
+        return self.task is not None and not self.task.done()
+
+    def settle(self) -> None:
+        "Record the outcome of the finished task and let go of the task (idempotent)."
+        task = self.task
+        if task is None or not task.done(): return
+        if task.cancelled(): self.error = "cancelled"
+        elif (e := task.exception()) is not None: self.error = self.describe(e)
+        else: self.result = task.result()
+        self.task = None
+
+def new_task_id() -> str:
+    "A fresh, unguessable task id: 32 hex digits of a random version-4 UUID, like the reference's."
+    b = bytearray(os.urandom(16))
+    b[6], b[8] = b[6] & 0x0F | 0x40, b[8] & 0x3F | 0x80
+    return b.hex()
 
 class CallRegistry:
     "Running and recently finished calls by task id, bounded in time and number."
@@ -205,15 +227,11 @@ class CallRegistry:
              ) -> tuple[str, Call]:
         "Run `coro` as a detached task; return its new task id and record."
         self.purge()
-        task_id = uuid.uuid4().hex
-        call = Call(asyncio.ensure_future(coro))
-        self.calls[task_id] = call
+        task_id = new_task_id()
+        call = self.calls[task_id] = Call(asyncio.ensure_future(coro), describe)
         def done(task: asyncio.Task) -> None:
-            if task.cancelled(): call.error = "cancelled"
-            elif (e := task.exception()) is not None: call.error = describe(e)
-            else: call.result = task.result()
-            call.task, call.finished_at = None, time.monotonic()
-            self.finished.append((call.finished_at, task_id))
+            call.settle()
+            self.finished.append((time.monotonic(), task_id))
         call.task.add_done_callback(done)
         return task_id, call
 
@@ -252,26 +270,26 @@ class EventStream:
             await send({"type": "http.response.body", "body": encode_event(ServerSentEvent("error", "unknown task_id"))})
             return
         head = encode_event(ServerSentEvent("task_id", self.task_id))
-        if call.task is not None: await asyncio.sleep(0)  # an async tool that never suspends is done after one loop turn
-        if call.task is not None: await asyncio.wait({call.task}, timeout=0.005)  # a quick sync tool, in its thread
-        if call.task is not None:
+        if call.running: await asyncio.sleep(0)  # an async tool that never suspends is done after one loop turn
+        if call.running: await asyncio.wait({call.task}, timeout=0.005)  # a quick sync tool, in its thread
+        if call.running:
             await send({"type": "http.response.body", "body": head, "more_body": True})
             head = b""
             if not await self._follow(call, receive, send): return
+        call.settle()
         await send({"type": "http.response.body", "body": head + _final(call)})
 
     async def _follow(self, call: Call, receive: Receive, send: Send) -> bool:
         "Ping until `call` finishes (True), or until the client disconnects (False)."
         watcher = asyncio.ensure_future(receive())
         try:
-            while call.task is not None:
+            while call.running:
                 done, _ = await asyncio.wait({call.task, watcher}, timeout=self.ping_interval,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if watcher in done:
                     if watcher.result().get("type") == "http.disconnect": return False
                     watcher = asyncio.ensure_future(receive())
                 elif not done: await send({"type": "http.response.body", "body": ping_comment(), "more_body": True})
-                else: await asyncio.sleep(0)  # let the registry's done-callback record the outcome
             return True
         finally: watcher.cancel()
 
@@ -626,11 +644,14 @@ async def _messages(self: Server, request: Request) -> Response:
 
 async def _run_call(s: Session, name: str, input: dict) -> str:
     "The work of one /call: the JSON of its `RunToolOutput`."
-    try: return (await invoke_tool(s.env, name, input, s.toolset)).model_dump_json()
+    try: res = await invoke_tool(s.env, name, input, s.toolset)
     except Exception as e:
         logger.info("tool raised", extra={"fields": {"session_id": s.sid, "tool": name,
                                                      "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
         raise
+    if isinstance(res, RunToolSuccess):  # the same bytes as res.model_dump_json(), without a second model walk
+        return '{"ok":true,"output":' + res.output.model_dump_json() + "}"
+    return res.model_dump_json()
 
 @_method
 async def _call(self: Server, request: Request) -> EventStream:
