@@ -523,7 +523,7 @@ async def _run(env: Environment, inst: Any, t: ToolInfo, input: JSONObject) -> R
         raise TypeError(f"{t.name!r} returned {type(res).__name__}; expected ToolOutput")
     if env._ors_finished: return _finished(t.name)
     if res.finished: env._ors_finished = True
-    return RunToolSuccess(output=res)
+    return RunToolSuccess.model_construct(output=res)  # `res` is a checked ToolOutput: nothing left to validate
 
 async def invoke_tool(env: Environment, # the session's environment instance
                       name: str, # tool name
