@@ -12,7 +12,8 @@ import asyncio, base64, struct, zlib
 
 from pydantic import BaseModel, Field
 
-from .environments import Environment, ImageBlock, JSONObject, Server, Split, TextBlock, ToolOutput, tool
+from .environments import (Environment, ImageBlock, JSONObject, Server, Split, TextBlock, ToolOutput, terminal,
+                                     tool)
 
 # %% ../nbs/04_examples.ipynb #bf0430d9
 class IncParams(BaseModel):
@@ -127,7 +128,7 @@ class WaitParams(BaseModel):
 
 class SubmitParams(BaseModel):
     "The final answer."
-    answer: int = Field(description="Number of pixels in the prompt's image")
+    answer: str = Field(description="Number of pixels in the prompt's image")
 
 WORKBENCH_TASKS: list[JSONObject] = [{"id": "w0", "width": 3, "height": 2}, {"id": "w1", "width": 4, "height": 4},
                                      {"id": "w2", "width": 1, "height": 7}]
@@ -174,10 +175,12 @@ class Workbench(Environment):
         "Always fails (to exercise error handling)."
         raise RuntimeError("kaboom: the crash tool always fails")
 
+    @terminal
     @tool
     def submit(self, params: SubmitParams) -> ToolOutput:
         "Submit the pixel count; ends the episode."
-        correct = params.answer == self.width * self.height
+        try: correct = int(params.answer.strip()) == self.width * self.height
+        except ValueError: correct = False
         return ToolOutput(blocks=[TextBlock(text="Correct!" if correct else "Wrong!")],
                           reward=1.0 if correct else 0.0, finished=True)
 

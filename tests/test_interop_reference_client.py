@@ -69,7 +69,7 @@ def test_variants(observed):
     for name in ("basicarithmetic", "bitwisearithmetic", "workbench"):
         assert v[name]["splits"] == ["train"] and v[name]["task_env_names"] == [name]
     assert v["basicarithmetic"]["tools"] == v["bitwisearithmetic"]["tools"] == ["answer"]
-    assert v["workbench"]["tools"] == ["crash", "draw", "echo", "submit", "wait"]  # alphabetical
+    assert v["workbench"]["tools"] == ["crash", "draw", "echo", "wait"]  # alphabetical; the terminal tool apart
     assert v["bitwise_prompt"] == [{"text": "What is 5 XOR 3? (bitwise)", "detail": None, "type": "text"}]
     assert v["bitwise_answer"] == {"blocks": [{"text": "Correct!", "detail": None, "type": "text"}],
                                    "metadata": None, "reward": 1.0, "finished": True}
@@ -114,6 +114,15 @@ def test_workbench_results(observed):
     assert w["wait"]["metadata"] == {"seconds": 0.5} and 0.45 < w["wait_elapsed"] < 5
     assert w["submit"] == {"blocks": [{"text": "Correct!", "detail": None, "type": "text"}], "metadata": None,
                            "reward": 1.0, "finished": True}
+
+def test_terminal_tool(observed):
+    w = section(observed, "workbench")
+    spec = {"name": "submit", "arg": "answer", "description": "Submit the pixel count; ends the episode."}
+    assert w["terminal"] == w["session_terminal"] == spec
+    assert w["final_message_ends"] is True
+    assert "submit" not in w["session_tools"]
+    assert (w["terminal_call"]["reward"], w["terminal_call"]["finished"]) == (1.0, True)  # task w1 is 4x4
+    assert w["after_terminal"]["reason"] == "episode_finished"
 
 def test_raising_tool(observed):
     w = section(observed, "workbench")
