@@ -212,7 +212,7 @@ def fence(text: str, lang: str = '') -> str:
     text = text.rstrip('\n')
     ticks = '```'
     while ticks in text: ticks += '`'
-    return f'{ticks}{(" " + lang) if lang else ""}\n{text}\n{ticks}'
+    return f"{ticks}{lang}\n{text}\n{ticks}"
 
 
 def gfm_output(o: dict, img) -> str | None:
