@@ -1,4 +1,5 @@
-"""Our client drives the REFERENCE server (openreward 0.1.167 in its own venv, real uvicorn) serving our examples.
+"""Our client drives the REFERENCE server (openreward 0.1.167 in its own venv, real uvicorn) serving our examples,
+and our own server the same way (`server` is parametrised over both; the same expectations hold for each).
 
 Catalogue, sessions, tools, variants and errors, with the sync and the async client. Expected values are what the
 reference's own client observes against the same server (see tests/test_interop_reference_client.py).
@@ -17,12 +18,16 @@ pytestmark = [pytest.mark.interop]
 COUNTER_TRAIN = [{"id": "t0", "start": 0, "target": 2}, {"id": "t1", "start": 5, "target": 7},
                  {"id": "t2", "start": 10, "target": 13}]
 
+@pytest.fixture(scope="module", params=["reference_server", "ours_server"])
+def server(request):
+    return request.getfixturevalue(request.param)
+
 @pytest.fixture(scope="module")
 def client():
     with OpenReward(api_key="") as c: yield c
 
-def test_catalogue(reference_server, client):
-    env = client.environments.get("counter", base_url=reference_server)
+def test_catalogue(server, client):
+    env = client.environments.get("counter", base_url=server)
     assert env.list_splits() == ["train", "test"]
     tasks = env.list_tasks("train")
     assert [t.task_spec for t in tasks] == COUNTER_TRAIN
@@ -39,14 +44,14 @@ def test_catalogue(reference_server, client):
     assert env.list_tools(format="anthropic")[0]["type"] == "custom"
     assert env.terminal_tool() is None and env.supports_score_group() is False
 
-def test_catalogue_errors(reference_server, client):
-    env = client.environments.get("counter", base_url=reference_server)
+def test_catalogue_errors(server, client):
+    env = client.environments.get("counter", base_url=server)
     with pytest.raises(SessionResponseError, match="Invalid split") as e: env.list_tasks("nope")
     assert e.value.status == 400 and e.value.message == "Invalid split"
     with pytest.raises(SessionResponseError, match="Invalid index"): env.get_task("train", 99)
 
-def test_counter_session(reference_server, client):
-    env = client.environments.get("counter", base_url=reference_server)
+def test_counter_session(server, client):
+    env = client.environments.get("counter", base_url=server)
     task = env.list_tasks("train")[0]
     with env.session(task) as s:
         assert s.task == task and s.sid
@@ -66,17 +71,17 @@ def test_counter_session(reference_server, client):
         with pytest.raises(ToolCallError) as e: s.call_tool("increment")
         assert e.value.reason == "episode_finished"
 
-def test_env_get_prompt_and_split_index(reference_server, client):
+def test_env_get_prompt_and_split_index(server, client):
     "Environment.get_prompt(task) works (broken in the reference client); sessions open by split and index."
-    env = client.environments.get("counter", base_url=reference_server)
+    env = client.environments.get("counter", base_url=server)
     assert env.get_prompt(env.get_task("train", 1)) == [TextBlock(text="Count from 5 to 7.")]
     with env.session(split="test", index=0) as s:
         assert s.task is None and s.get_prompt()[0].text == "Count from 0 to 5."
 
-def test_variants(reference_server, client):
+def test_variants(server, client):
     rewards = {}
     for variant, answers in [("basicarithmetic", ["10", "7"]), ("bitwisearithmetic", ["1", "7", "6"])]:
-        env = client.environments.get("ArithmeticEnv", variant=variant, base_url=reference_server)
+        env = client.environments.get("ArithmeticEnv", variant=variant, base_url=server)
         tasks = env.list_tasks("train")
         assert {t.environment_name for t in tasks} == {variant}
         for task, answer in zip(tasks, answers):
@@ -84,10 +89,10 @@ def test_variants(reference_server, client):
                 rewards.setdefault(variant, []).append(s.call_tool("answer", {"answer": answer}).reward)
     assert rewards == {"basicarithmetic": [1.0, 1.0], "bitwisearithmetic": [1.0, 1.0, 1.0]}
     # the default environment (no variant) is the first one served: counter
-    assert client.environments.get("anything", base_url=reference_server).list_tasks("test")[0].environment_name == "counter"
+    assert client.environments.get("anything", base_url=server).list_tasks("test")[0].environment_name == "counter"
 
-def test_workbench_images_big_results_and_failures(reference_server, client):
-    env = client.environments.get("workbench", variant="workbench", base_url=reference_server)
+def test_workbench_images_big_results_and_failures(server, client):
+    env = client.environments.get("workbench", variant="workbench", base_url=server)
     with env.session(split="train", index=1) as s:
         text, image = s.get_prompt()
         assert isinstance(image, ImageBlock) and base64.b64decode(image.data)[:4] == b"\x89PNG"
@@ -100,10 +105,10 @@ def test_workbench_images_big_results_and_failures(reference_server, client):
         assert any(s.sid in n for n in e.value.__notes__)
         with pytest.raises(SessionTerminatedError): s.call_tool("echo", {"text": "x"})
 
-def test_async_client_parallel(reference_server):
+def test_async_client_parallel(server):
     async def main():
         async with AsyncOpenReward() as client:
-            env = client.environments.get("counter", base_url=reference_server)
+            env = client.environments.get("counter", base_url=server)
             tasks = await env.list_tasks("train")
             async def run(task):
                 async with env.session(task) as s:

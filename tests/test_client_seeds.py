@@ -8,7 +8,7 @@ import pytest
 from conftest import subprocess_env
 
 SEEDS = Path(__file__).parent/"fixtures"/"client_seeds"
-SERVERS = ["reference_server"]
+SERVERS = ["ours_server", "reference_server"]
 
 @pytest.fixture(params=SERVERS)
 def server(request):
