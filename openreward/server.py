@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Mess
 # %% auto #0
 __all__ = ['logger', 'SSE_HEADERS', 'json_bytes', 'json_response', 'body_errors', 'BodyError', 'parse_body', 'decode_secrets',
            'redact', 'LogFormatter', 'setup_logging', 'Session', 'SetupFailed', 'Call', 'new_task_id', 'CallRegistry',
-           'EventStream', 'RedirectToDefault', 'Server', 'end_session', 'openapi_document']
+           'EventStream', 'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -334,6 +335,7 @@ class Server:
                  ping_interval: float = 10.0, # seconds between keep-alive comments on a running stream
                  result_ttl: float = 60.0, # seconds a finished call's result stays available for re-attach
                  max_results: int = 4096, # most finished results kept for re-attach
+                 tune_gc: bool = True, # while serving, collect garbage less often (see `tuned_gc`)
                 ) -> None:
         if not environments: raise ValueError("Server requires at least one environment to be provided.")
         if return_errors not in ("none", "exception", "stacktrace"):
@@ -349,7 +351,7 @@ class Server:
             self.envs[key] = cls
         self.default = next(iter(self.envs))
         self.return_errors, self.session_ttl, self.reap_interval = return_errors, session_ttl, reap_interval
-        self.setup_wait, self.ping_interval = setup_wait, ping_interval
+        self.setup_wait, self.ping_interval, self.tune_gc = setup_wait, ping_interval, tune_gc
         self.sessions: dict[str, Session] = {}
         self.calls = CallRegistry(result_ttl, max_results)
         self._reaper: asyncio.Task | None = None
@@ -743,6 +745,20 @@ async def _openapi(self: Server, request: Request) -> Response:
     if self._openapi is None: self._openapi = json_bytes(openapi_document(self))
     return json_response(self._openapi)
 
+# %% ../nbs/05_server.ipynb #61480a71
+@contextlib.contextmanager
+def tuned_gc(threshold: tuple[int, int, int] = (50_000, 50, 100), # gen0/gen1/gen2 thresholds while serving
+            ):
+    "Freeze startup objects and collect less often inside the block; restore the collector after it."
+    old, frozen = gc.get_threshold(), gc.get_freeze_count()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*(max(o, t) for o, t in zip(old, threshold)))
+    try: yield
+    finally:
+        gc.set_threshold(*old)
+        if not frozen: gc.unfreeze()  # if the application had frozen objects itself, leave them (and ours) frozen
+
 # %% ../nbs/05_server.ipynb #e35beef7
 @_method
 def _build_app(self: Server) -> ASGIApp:
@@ -772,9 +788,10 @@ def _build_app(self: Server) -> ASGIApp:
     server = self
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        _ensure_reaper(server)
-        try: yield
-        finally: await server.aclose()
+        with tuned_gc() if server.tune_gc else contextlib.nullcontext():
+            _ensure_reaper(server)
+            try: yield
+            finally: await server.aclose()
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error_handler})
     return RedirectToDefault(app, self.envs, self.default)
 
