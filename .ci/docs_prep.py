@@ -75,12 +75,11 @@ def clean_output(o: dict) -> dict:
     return o
 
 
-def plain_cells(nb: dict):
-    "Yield (cell, options) with Quarto's cell options turned into myst-nb tags and nbformat-valid keys only."
-    for i, c in enumerate(nb['cells']):
+def plain_cells(cells: list):
+    "Yield the cells with Quarto's cell options turned into myst-nb tags, and nbformat-valid keys only."
+    for c in cells:
         c = {k: v for k, v in c.items() if k in CELL_KEYS.get(c['cell_type'], ())}
         c['metadata'] = {k: v for k, v in c.get('metadata', {}).items() if k in ('tags', 'jupyter', 'collapsed')}
-        opts = {}
         if c['cell_type'] == 'code':
             opts, c['source'] = cell_options(src(c['source']))
             tags = [t for (k, v), t in TAGS.items() if opts.get(k) is v]
@@ -88,11 +87,10 @@ def plain_cells(nb: dict):
             c['outputs'] = [clean_output(o) for o in c.get('outputs', [])]
         elif c['cell_type'] == 'markdown': c['source'] = clean_md(src(c['source']))
         else: c['source'] = src(c['source'])
-        yield c, opts
+        yield c
 
 
-def md_cell(text: str, tags=()) -> dict:
-    return {'cell_type': 'markdown', 'metadata': {'tags': list(tags)} if tags else {}, 'source': text}
+def md_cell(text: str) -> dict: return {'cell_type': 'markdown', 'metadata': {}, 'source': text}
 
 
 def title_cells(fm: dict, fallback: str) -> list:
@@ -140,7 +138,7 @@ def prep_site(proc: Path, out: Path) -> dict:
     relink = lambda t: nb_link.sub(lambda m: m.group(1) + names[m.group(2)] + '.html' + m.group(3), t)
     for name, fm, nb in pages:
         cells = title_cells(fm, Path(name).name) if fm else []
-        for c, _ in plain_cells({'cells': nb['cells'][1:] if fm else nb['cells']}):
+        for c in plain_cells(nb['cells'][1:] if fm else nb['cells']):
             if c['cell_type'] == 'markdown': c['source'] = relink(c['source'])
             for o in c.get('outputs', []):
                 if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(o['data']['text/markdown'])
@@ -236,7 +234,7 @@ def render_gfm(nb_path: Path, out: Path) -> None:
     blocks = title_cells(fm, nb_path.stem)[0]['source'].split('\n\n') if fm else []
     files = out.parent / f'{nb_path.stem}_files' / 'figure-commonmark'
     if files.exists(): shutil.rmtree(files)
-    for i, (c, opts) in enumerate(plain_cells({'cells': cells})):
+    for i, c in enumerate(plain_cells(cells)):
         if c['cell_type'] == 'markdown':
             blocks.append(c['source'].strip())
             continue
