@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-import contextlib, functools, http.server, json, shutil, subprocess, threading, urllib.error, urllib.request
+import contextlib, functools, http.server, json, re, shutil, subprocess, threading, urllib.error, urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -163,6 +163,10 @@ def test_home_and_api_pages_render_cleanly(site, visit):
         pages = nav_pages(page, base)
         api = [u for u in pages if not u.rstrip("/").endswith(("index.html", base.rstrip("/")))]
         assert api, f"the navigation lists no page besides the home page: {pages}"
+        # in the notebooks' order, each at the page name nbdev gives it (00_types.ipynb -> types.html)
+        nbs = sorted(p for p in (REPO/"nbs").glob("*.ipynb") if p.name != "index.ipynb")
+        expected = [base + re.sub(r"^\d+[a-zA-Z0-9]*_", "", p.stem.lower()) + ".html" for p in nbs]
+        assert [u for u in api if u.count("/") == base.count("/")] == expected
         for url in api:
             page = visit.open(url)
             assert page.locator("article h1").count() == 1, f"{url}: expected one page title"
