@@ -161,3 +161,22 @@ def test_secrets_stay_out_of_logs_and_bodies(tmp):
     messages = {l["message"] for l in structured}
     assert {"request failed", "request handled", "session created", "session ended", "tool raised"} <= messages, messages
     assert all({"time", "severity", "message", "logger"} <= set(l) for l in structured)
+
+
+def test_calls_of_one_tool_queue_while_other_tools_answer(tmp):
+    import concurrent.futures
+    with live_server(tmp) as (url, proc, events, logs), httpx.Client(base_url=url, timeout=10) as c:
+        create(c, "s1")
+        def timed(name, input):
+            t0 = time.monotonic()
+            r = httpx.post(url + "/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": name, "input": input}, timeout=10)
+            return time.monotonic() - t0, events_of(r.content)[-1]
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            naps = [pool.submit(timed, "nap", {"seconds": 0.6}) for _ in range(2)]
+            time.sleep(0.1)
+            echo = pool.submit(timed, "echo", {})
+            (t1, e1), (t2, e2), (te, ee) = sorted(f.result() for f in naps) + [echo.result()]
+    assert e1[0] == e2[0] == ee[0] == "end"
+    assert 0.5 < t1 < 1.0 and 1.1 < t2 < 2.0, (t1, t2)   # the second nap waited for the first
+    assert te < 0.4, te                                   # a concurrent tool is not held up
+    assert sorted(json.loads(e)["output"]["metadata"]["runs"] for e in (e1[1], e2[1])) == [1, 2]
