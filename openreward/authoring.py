@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from abc import ABC, abstractmethod
 import json
 import logging
 from collections import deque
@@ -286,7 +287,7 @@ def _overrides(cls: type, name: str) -> bool:
     "Whether `cls` replaces `Environment`'s own `name`."
     return getattr(cls, name) is not getattr(Environment, name)
 
-class Environment:
+class Environment(ABC):
     "Base class of ORS environments: classmethods describe the tasks, an instance runs one session on one task."
     toolsets: ClassVar[Sequence[type]] = ()
     _ors_finished: bool = False  # latched when a tool returns finished=True
@@ -309,11 +310,13 @@ class Environment:
 
     # -- the catalogue: splits and tasks
     @classmethod
+    @abstractmethod
     def list_splits(cls) -> Sequence[Split | str]:
         "The splits of this environment, as `Split`s or bare names (synchronous)."
         raise NotImplementedError(f"{cls.__name__} must implement the classmethod list_splits()")
 
     @classmethod
+    @abstractmethod
     def list_tasks(cls, split: str) -> Sequence[JSONObject] | Awaitable[Sequence[JSONObject]]:
         "The tasks of `split` (sync or async); raise NotImplementedError to serve tasks by index only."
         raise NotImplementedError(f"{cls.__name__} must implement the classmethod list_tasks(split)")
@@ -580,6 +583,9 @@ def check_environment(cls: type, # the class a server is asked to serve
     if not (inspect.isclass(cls) and issubclass(cls, Environment)):
         raise EnvironmentDefinitionError(f"{cls!r} is not an Environment subclass")
     name = cls.name().lower()
+    if inspect.isabstract(cls):
+        raise EnvironmentDefinitionError(f"Environment '{name}' does not implement {', '.join(sorted(cls.__abstractmethods__))}; "
+                                         f"every environment needs the classmethods list_splits() and list_tasks(split).")
     try: listed = cls.list_tools()
     except _Unresolved as e:
         raise EnvironmentDefinitionError(f"Environment '{name}': a tool annotation does not resolve ({e}); define the model "
