@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -27,6 +28,7 @@ from .errors import (AuthenticationError, HeartbeatTimeoutError, HTTPStatusError
 from .formats import Provider, convert_messages, format_tools
 from .sse import ResultAssembler, SSEDecoder
 from .sse import SSEError as MalformedStream
+from .transport import AsyncHTTP11Transport
 from .types import (GroupCandidate, GroupScore, ImageBlock, JSONObject, ListToolsOutput, Message,
                               ReasoningBlock, TerminalToolSpec, TextBlock, ToolCallBlock, ToolOutput, ToolResultBlock,
                               ToolSpec)
@@ -36,9 +38,9 @@ __all__ = ['DEFAULT_URL', 'USER_AGENT', 'WELL_KNOWN_SECRETS', 'Secrets', 'Step',
            'BuiltinToolset', 'LIMITS', 'TIMEOUT', 'SHARD_SESSIONS', 'DRAIN_BYTES', 'with_subdomain', 'Endpoints',
            'secrets_header', 'Task', 'Request', 'Reply', 'Sleep', 'drive', 'adrive', 'reply_error', 'RetryPolicy',
            'Budget', 'EventSink', 'RemoteError', 'send_op', 'stream_op', 'parse_blocks', 'EnvironmentCore',
-           'parse_listing', 'parse_run_result', 'SessionCore', 'Shards', 'SyncIO', 'AsyncIO', 'Session', 'AsyncSession',
-           'Environment', 'AsyncEnvironment', 'EnvironmentsAPI', 'AsyncEnvironmentsAPI', 'OpenReward',
-           'AsyncOpenReward', 'nest_asyncio_in_notebooks']
+           'parse_listing', 'parse_run_result', 'SessionCore', 'Shards', 'SyncIO', 'AsyncIO', 'DirectRoute',
+           'direct_head', 'direct_send', 'Session', 'AsyncSession', 'Environment', 'AsyncEnvironment',
+           'EnvironmentsAPI', 'AsyncEnvironmentsAPI', 'OpenReward', 'AsyncOpenReward', 'nest_asyncio_in_notebooks']
 
 # %% ../nbs/06_client.ipynb #41a68c10
 DEFAULT_URL = "https://openreward.ai"
@@ -723,16 +725,28 @@ class SyncIO:
         for sh in servers:
             for c in sh.clients: c.close()
 
+@dataclass(slots=True)
+class _Lane:
+    "One async shard: its httpx client, and the transport and route of the direct path (None: httpx only)."
+    http: httpx.AsyncClient
+    direct: AsyncHTTP11Transport | None
+    route: DirectRoute | None
+
 class AsyncIO:
-    "Async I/O for operations, on sharded `httpx.AsyncClient`s (per server and event loop)."
+    "Async I/O for operations, on sharded `httpx.AsyncClient`s (per server and event loop), with a direct path for plain http."
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None):
         self.transport, self._servers, self._loop, self._tls = transport, {}, None, None
         _quiet_sniffio()
 
-    def _make(self, base_url: str) -> httpx.AsyncClient:
-        if self._tls is None and self.transport is None: self._tls = httpx.create_ssl_context()
-        return httpx.AsyncClient(base_url=base_url, transport=self.transport, limits=LIMITS, timeout=TIMEOUT,
-                                 follow_redirects=True, **({"verify": self._tls} if self._tls else {}))
+    def _make(self, base_url: str) -> _Lane:
+        transport = self.transport
+        if transport is None:  # ours for plain http; httpx's own (made on first use) for https
+            if self._tls is None: self._tls = httpx.create_ssl_context()
+            transport = AsyncHTTP11Transport(verify=self._tls, limits=LIMITS)
+        direct = transport if isinstance(transport, AsyncHTTP11Transport) else None
+        http = httpx.AsyncClient(base_url=base_url, transport=transport, limits=LIMITS, timeout=TIMEOUT, follow_redirects=True,
+                                 **({"verify": self._tls} if self.transport is None else {}))  # proxies from the environment use it
+        return _Lane(http, direct, DirectRoute.of(base_url) if direct is not None else None)
 
     def shards(self, base_url: str) -> Shards:
         loop = asyncio.get_running_loop()
@@ -748,7 +762,9 @@ class AsyncIO:
 
     async def send(self, base_url: str, req: Request, shard: int = 0) -> Reply:
         "Perform `req` against `base_url`."
-        http = self.shards(base_url).clients[shard]
+        lane = self.shards(base_url).clients[shard]
+        if lane.route is not None and (reply := await direct_send(lane.direct, lane.route, req)) is not None: return reply
+        http = lane.http
         if req.stream is None:
             r = await http.request(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req))
             return Reply(r.status_code, r.headers, r.content)
@@ -768,7 +784,74 @@ class AsyncIO:
         servers, self._servers = list(self._servers.values()), {}
         if self._loop is not asyncio.get_running_loop(): return  # a finished loop took its connections with it
         for sh in servers:
-            for c in sh.clients: await c.aclose()
+            for lane in sh.clients: await lane.http.aclose()
+
+# %% ../nbs/06_client.ipynb #6c508220
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/%!$&'()*+,;=:@")
+
+@dataclass(frozen=True, slots=True)
+class DirectRoute:
+    "Where the direct path sends a server's requests: origin, path prefix and `Host` line."
+    host: str      # host to connect to
+    port: int      # port to connect to
+    prefix: str    # the base URL's path, without its trailing slash
+    host_line: str # the `Host` header line, as written
+
+    @classmethod
+    def of(cls, base_url: str,  # the server's base URL
+           ) -> DirectRoute | None:
+        "The route to `base_url`, or None when it must go through httpx (not plain http, or proxied)."
+        u = urlsplit(base_url)
+        if u.scheme != "http" or not u.hostname or u.query or u.fragment: return None
+        proxies = urllib.request.getproxies()
+        if ("http" in proxies or "all" in proxies) and not urllib.request.proxy_bypass(u.hostname): return None
+        return cls(u.hostname, u.port or 80, u.path.rstrip("/"), f"Host: {u.netloc}\r\n")
+
+def direct_head(route: DirectRoute,    # where it goes
+                req: Request,          # the request
+                length: int | None,    # the JSON body's length in bytes; None: no body
+                ) -> bytes | None:
+    "The request line and headers of `req` as bytes, or None when the direct path should not write them."
+    target = route.prefix + req.path
+    if not _PATH_CHARS.issuperset(target): return None
+    lines = [f"{req.method} {target} HTTP/1.1\r\n", route.host_line]
+    if "Accept" not in req.headers: lines.append("Accept: */*\r\n")
+    for k, v in req.headers.items():
+        if "\r" in v or "\n" in v: return None
+        lines.append(f"{k}: {v}\r\n")
+    if length is not None: lines.append(f"Content-Length: {length}\r\nContent-Type: application/json\r\n")
+    lines.append("\r\n")
+    try: return "".join(lines).encode("ascii")
+    except UnicodeEncodeError: return None
+
+def _json_bytes(value: Any) -> bytes:  # as httpx encodes `json=`
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+async def direct_send(transport: AsyncHTTP11Transport,  # the connection pool
+                      route: DirectRoute,                # where `req` goes
+                      req: Request,                      # the request
+                      ) -> Reply | None:
+    "Perform `req` through `transport.exchange`; None when it must go through httpx instead (see above)."
+    body = None if req.json is None else _json_bytes(req.json)
+    if (head := direct_head(route, req, None if body is None else len(body))) is None: return None
+    t = _timeout(req)
+    ex = await transport.exchange(route.host, route.port, req.method.encode(), head, body or b"",
+                                  timeouts=(t.connect, t.read, t.write))
+    try:
+        if 300 <= ex.status < 400: return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in ex.headers}
+        if req.stream is None or not 200 <= ex.status < 300:
+            return Reply(ex.status, headers, b"".join([piece async for piece in ex]))
+        chunks, left = aiter(ex), DRAIN_BYTES
+        async for chunk in chunks:
+            if req.stream.feed(chunk): break
+        else: return Reply(ex.status, headers)
+        try:  # as on the httpx path: read what is left after the final event, so the connection is kept
+            async for chunk in chunks:
+                if (left := left - len(chunk)) < 0: break
+        except httpx.TransportError: pass
+        return Reply(ex.status, headers)
+    finally: await ex.aclose()
 
 # %% ../nbs/06_client.ipynb #2013a2cc
 def _session_md(core: SessionCore, kind: str) -> str:
