@@ -28,7 +28,7 @@ from .errors import (AuthenticationError, HeartbeatTimeoutError, HTTPStatusError
 from .formats import Provider, convert_messages, format_tools
 from .sse import ResultAssembler, SSEDecoder
 from .sse import SSEError as MalformedStream
-from .transport import AsyncHTTP11Transport
+from .transport import AsyncHTTP11Transport, HTTP11Transport
 from .types import (GroupCandidate, GroupScore, ImageBlock, JSONObject, ListToolsOutput, Message,
                               ReasoningBlock, TerminalToolSpec, TextBlock, ToolCallBlock, ToolOutput, ToolResultBlock,
                               ToolSpec)
@@ -39,7 +39,7 @@ __all__ = ['DEFAULT_URL', 'USER_AGENT', 'WELL_KNOWN_SECRETS', 'Secrets', 'Step',
            'secrets_header', 'Task', 'Request', 'Reply', 'Sleep', 'drive', 'adrive', 'reply_error', 'RetryPolicy',
            'Budget', 'EventSink', 'RemoteError', 'send_op', 'stream_op', 'parse_blocks', 'EnvironmentCore',
            'parse_listing', 'parse_run_result', 'SessionCore', 'Shards', 'SyncIO', 'AsyncIO', 'DirectRoute',
-           'direct_head', 'direct_send', 'Session', 'AsyncSession', 'Environment', 'AsyncEnvironment',
+           'direct_head', 'direct_send', 'adirect_send', 'Session', 'AsyncSession', 'Environment', 'AsyncEnvironment',
            'EnvironmentsAPI', 'AsyncEnvironmentsAPI', 'OpenReward', 'AsyncOpenReward', 'nest_asyncio_in_notebooks']
 
 # %% ../nbs/06_client.ipynb #41a68c10
@@ -678,15 +678,27 @@ def _quiet_sniffio() -> None:
     import importlib.util
     if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None: sys.modules["sniffio"] = None
 
+@dataclass(slots=True)
+class _Lane:
+    "One shard: its httpx client, and the transport and route of the direct path (None: httpx only)."
+    http: httpx.Client | httpx.AsyncClient
+    direct: HTTP11Transport | AsyncHTTP11Transport | None
+    route: DirectRoute | None
+
 class SyncIO:
-    "Blocking I/O for operations, on sharded `httpx.Client`s (per server)."
+    "Blocking I/O for operations, on sharded `httpx.Client`s (per server), with a direct path for plain http."
     def __init__(self, transport: httpx.BaseTransport | None = None):
         self.transport, self._servers, self._lock, self._tls = transport, {}, threading.Lock(), None
 
-    def _make(self, base_url: str) -> httpx.Client:
-        if self._tls is None and self.transport is None: self._tls = httpx.create_ssl_context()
-        return httpx.Client(base_url=base_url, transport=self.transport, limits=LIMITS, timeout=TIMEOUT,
-                            follow_redirects=True, **({"verify": self._tls} if self._tls else {}))
+    def _make(self, base_url: str) -> _Lane:
+        transport = self.transport
+        if transport is None:  # ours for plain http; httpx's own (made on first use) for https
+            if self._tls is None: self._tls = httpx.create_ssl_context()
+            transport = HTTP11Transport(verify=self._tls, limits=LIMITS)
+        direct = transport if isinstance(transport, HTTP11Transport) else None
+        http = httpx.Client(base_url=base_url, transport=transport, limits=LIMITS, timeout=TIMEOUT, follow_redirects=True,
+                            **({"verify": self._tls} if self.transport is None else {}))  # proxies from the environment use it
+        return _Lane(http, direct, DirectRoute.of(base_url) if direct is not None else None)
 
     def shards(self, base_url: str) -> Shards:
         with self._lock:
@@ -705,7 +717,9 @@ class SyncIO:
 
     def send(self, base_url: str, req: Request, shard: int = 0) -> Reply:
         "Perform `req` against `base_url`."
-        http = self.shards(base_url).clients[shard]
+        lane = self.shards(base_url).clients[shard]
+        if lane.route is not None and (reply := direct_send(lane.direct, lane.route, req)) is not None: return reply
+        http = lane.http
         if req.stream is None:
             r = http.request(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req))
             return Reply(r.status_code, r.headers, r.content)
@@ -723,14 +737,7 @@ class SyncIO:
     def close(self) -> None:
         with self._lock: servers, self._servers = list(self._servers.values()), {}
         for sh in servers:
-            for c in sh.clients: c.close()
-
-@dataclass(slots=True)
-class _Lane:
-    "One async shard: its httpx client, and the transport and route of the direct path (None: httpx only)."
-    http: httpx.AsyncClient
-    direct: AsyncHTTP11Transport | None
-    route: DirectRoute | None
+            for lane in sh.clients: lane.http.close()
 
 class AsyncIO:
     "Async I/O for operations, on sharded `httpx.AsyncClient`s (per server and event loop), with a direct path for plain http."
@@ -763,7 +770,7 @@ class AsyncIO:
     async def send(self, base_url: str, req: Request, shard: int = 0) -> Reply:
         "Perform `req` against `base_url`."
         lane = self.shards(base_url).clients[shard]
-        if lane.route is not None and (reply := await direct_send(lane.direct, lane.route, req)) is not None: return reply
+        if lane.route is not None and (reply := await adirect_send(lane.direct, lane.route, req)) is not None: return reply
         http = lane.http
         if req.stream is None:
             r = await http.request(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req))
@@ -827,19 +834,47 @@ def direct_head(route: DirectRoute,    # where it goes
 def _json_bytes(value: Any) -> bytes:  # as httpx encodes `json=`
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
-async def direct_send(transport: AsyncHTTP11Transport,  # the connection pool
-                      route: DirectRoute,                # where `req` goes
-                      req: Request,                      # the request
-                      ) -> Reply | None:
-    "Perform `req` through `transport.exchange`; None when it must go through httpx instead (see above)."
+def _reply_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+def _direct_args(route: DirectRoute, req: Request) -> tuple[bytes, bytes, tuple] | None:
+    "The head, body and timeouts of `req` on the direct path (None: not for the direct path)."
     body = None if req.json is None else _json_bytes(req.json)
     if (head := direct_head(route, req, None if body is None else len(body))) is None: return None
     t = _timeout(req)
-    ex = await transport.exchange(route.host, route.port, req.method.encode(), head, body or b"",
-                                  timeouts=(t.connect, t.read, t.write))
+    return head, body or b"", (t.connect, t.read, t.write)
+
+def direct_send(transport: HTTP11Transport,  # the connection pool
+                route: DirectRoute,          # where `req` goes
+                req: Request,                # the request
+                ) -> Reply | None:
+    "Perform `req` through `transport.exchange`; None when it must go through httpx instead (see above)."
+    if (args := _direct_args(route, req)) is None: return None
+    ex = transport.exchange(route.host, route.port, req.method.encode(), args[0], args[1], timeouts=args[2])
     try:
         if 300 <= ex.status < 400: return None
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in ex.headers}
+        headers = _reply_headers(ex.headers)
+        if req.stream is None or not 200 <= ex.status < 300: return Reply(ex.status, headers, b"".join(ex))
+        chunks = iter(ex)
+        for chunk in chunks:
+            if req.stream.feed(chunk): break
+        else: return Reply(ex.status, headers)
+        try:  # as on the httpx path: read what is left after the final event, so the connection is kept
+            for left in _drained(chunks): pass
+        except httpx.TransportError: pass
+        return Reply(ex.status, headers)
+    finally: ex.close()
+
+async def adirect_send(transport: AsyncHTTP11Transport,  # the connection pool
+                       route: DirectRoute,                # where `req` goes
+                       req: Request,                      # the request
+                       ) -> Reply | None:
+    "Perform `req` through `transport.exchange` (async); None when it must go through httpx instead."
+    if (args := _direct_args(route, req)) is None: return None
+    ex = await transport.exchange(route.host, route.port, req.method.encode(), args[0], args[1], timeouts=args[2])
+    try:
+        if 300 <= ex.status < 400: return None
+        headers = _reply_headers(ex.headers)
         if req.stream is None or not 200 <= ex.status < 300:
             return Reply(ex.status, headers, b"".join([piece async for piece in ex]))
         chunks, left = aiter(ex), DRAIN_BYTES

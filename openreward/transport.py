@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 # %% auto #0
-__all__ = ['MAX_HEAD', 'READ_SIZE', 'ResponseParser', 'request_head', 'AsyncExchange', 'AsyncHTTP11Transport']
+__all__ = ['MAX_HEAD', 'READ_SIZE', 'ResponseParser', 'request_head', 'AsyncExchange', 'AsyncHTTP11Transport', 'SyncExchange',
+           'HTTP11Transport']
 
 # %% ../nbs/06b_transport.ipynb #775cc690
 MAX_HEAD = 65536  # bytes of status line and headers (a longer head is a protocol error)
@@ -22,13 +25,15 @@ READ_SIZE = 65536  # bytes per blocking recv
 
 class ResponseParser:
     "HTTP/1.1 response bytes in; head, body pieces and end out."
-    def __init__(self, method: bytes = b"GET"):
+    def __init__(self, method: bytes = b"GET",  # the request's method: the answer to HEAD has no body
+                 ):
         self.method, self.buf = method, b""
         self.status, self.reason, self.headers = 0, b"", []
         self.head_done = self.done = False
         self.keep_alive, self.mode, self.left = True, "close", 0
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes,  # the bytes that arrived, cut anywhere
+             ) -> list[bytes]:
         "Consume `data`; the body pieces it completes (the head is parsed first; `done` is set at the body's end)."
         buf = self.buf + data if self.buf else data
         self.buf = b""
@@ -116,7 +121,8 @@ class ResponseParser:
         elif not self.done: raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
 
 # %% ../nbs/06b_transport.ipynb #e4788f45
-def request_head(request: httpx.Request) -> bytes:
+def request_head(request: httpx.Request,  # a request prepared by httpx (its `Host` and length headers included)
+                 ) -> bytes:
     "The request line and headers of `request`, as sent."
     lines = [b"%s %s HTTP/1.1" % (request.method.encode(), request.url.raw_path)]
     lines += [k + b": " + v for k, v in request.headers.raw]
@@ -216,11 +222,15 @@ class AsyncExchange(httpx.AsyncByteStream):
 # %% ../nbs/06b_transport.ipynb #80bf2617
 class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     "A small HTTP/1.1 transport for `http://` URLs on asyncio; anything else goes to httpx's own transport."
-    def __init__(self, keepalive_expiry: float = 30.0, fallback: httpx.AsyncBaseTransport | None = None, **fallback_kw: Any):
+    def __init__(self, keepalive_expiry: float = 30.0,  # seconds an idle connection may wait for reuse
+                 fallback: httpx.AsyncBaseTransport | None = None,  # the transport for other schemes (default: made on first use)
+                 **fallback_kw: Any,                    # keyword arguments for `httpx.AsyncHTTPTransport` when it is made
+                 ):
         self.keepalive_expiry, self._fallback, self._fallback_kw = keepalive_expiry, fallback, fallback_kw
         self._idle: dict[tuple, list[_AsyncConn]] = {}
 
     def fallback(self) -> httpx.AsyncBaseTransport:
+        "httpx's own transport, for what this one does not handle."
         if self._fallback is None: self._fallback = httpx.AsyncHTTPTransport(**self._fallback_kw)
         return self._fallback
 
@@ -244,10 +254,16 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
         except OSError as e: raise httpx.ConnectError(str(e)) from e
         return conn
 
-    async def exchange(self, host: str, port: int, method: bytes, head: bytes, body: bytes | None = b"",
-                       stream: Any = None, chunked: bool = False,
-                       timeouts: tuple[float | None, float | None, float | None] = (None, None, None)) -> AsyncExchange:
-        "Send one request (`head` + `body`, or `stream`'s parts) and read its response head."
+    async def exchange(self, host: str,               # server host
+                       port: int,                      # server port
+                       method: bytes,                  # request method (a HEAD answer has no body)
+                       head: bytes,                    # request line and headers, ending in an empty line
+                       body: bytes | None = b"",       # the whole body; None: send `stream`'s parts
+                       stream: Any = None,             # an async iterable of body parts, when `body` is None
+                       chunked: bool = False,          # send `stream` with chunked transfer coding
+                       timeouts: tuple[float | None, float | None, float | None] = (None, None, None),  # connect, read, write (s)
+                       ) -> AsyncExchange:
+        "Send one request and read its response head; the body follows by iterating the returned exchange."
         connect, read, write = timeouts
         key = (host, port)
         conn = await self._conn(key, connect)
@@ -285,3 +301,145 @@ class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
         for conns in idle.values():
             for c in conns: c.close()
         if self._fallback is not None: await self._fallback.aclose()
+
+# %% ../nbs/06b_transport.ipynb #a4805656
+class _SyncConn:
+    "One HTTP/1.1 connection on a blocking socket."
+    def __init__(self, sock: socket.socket):
+        self.sock, self.idle_since, self.eof = sock, 0.0, False
+
+    def read(self, timeout: float | None) -> bytes:
+        "The next bytes from the server (b'' once it closed), waiting up to `timeout` s."
+        try:
+            self.sock.settimeout(timeout)
+            data = self.sock.recv(READ_SIZE)
+        except TimeoutError: raise httpx.ReadTimeout("timed out waiting for the server") from None
+        except OSError as e: raise httpx.ReadError(str(e) or type(e).__name__) from e
+        if not data: self.eof = True
+        return data
+
+    def write(self, data: bytes, timeout: float | None) -> None:
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.sendall(data)
+        except TimeoutError: raise httpx.WriteTimeout("write timed out") from None
+        except OSError as e: raise httpx.WriteError(str(e) or type(e).__name__) from e
+
+    def stale(self) -> bool:
+        "True when the server closed the idle connection (or sent something unasked)."
+        try:
+            self.sock.setblocking(False)
+            try: self.sock.recv(1, socket.MSG_PEEK)
+            finally: self.sock.setblocking(True)
+        except BlockingIOError: return False
+        except OSError: return True
+        return True
+
+    def close(self) -> None:
+        self.eof = True
+        self.sock.close()
+
+class SyncExchange(httpx.SyncByteStream):
+    "One request's response on a pooled blocking connection: status and headers, then the body as a byte stream."
+    def __init__(self, pool: HTTP11Transport, key: tuple, conn: _SyncConn, parser: ResponseParser,
+                 first: list[bytes], timeout: float | None):
+        self.pool, self.key, self.conn, self.parser, self.first, self.timeout = pool, key, conn, parser, first, timeout
+        self.status, self.reason, self.headers = parser.status, parser.reason, parser.headers
+
+    def __iter__(self) -> Iterator[bytes]:
+        first, self.first = self.first, []
+        yield from first
+        parser, conn = self.parser, self.conn
+        while not parser.done:
+            data = conn.read(self.timeout)
+            if not data: parser.eof()
+            else: yield from parser.feed(data)
+
+    def close(self) -> None:
+        "Give the connection back to the pool if the response was read to its end; else close it."
+        if self.conn is None: return
+        conn, self.conn = self.conn, None
+        if self.parser.done and self.parser.keep_alive and not conn.eof: self.pool._put(self.key, conn)
+        else: conn.close()
+
+class HTTP11Transport(httpx.BaseTransport):
+    "The blocking twin of `AsyncHTTP11Transport`: plain `http://` on pooled sockets, anything else to httpx's transport."
+    def __init__(self, keepalive_expiry: float = 30.0,  # seconds an idle connection may wait for reuse
+                 fallback: httpx.BaseTransport | None = None,  # the transport for other schemes (default: made on first use)
+                 **fallback_kw: Any,                    # keyword arguments for `httpx.HTTPTransport` when it is made
+                 ):
+        self.keepalive_expiry, self._fallback, self._fallback_kw = keepalive_expiry, fallback, fallback_kw
+        self._idle: dict[tuple, list[_SyncConn]] = {}
+        self._lock = threading.Lock()
+
+    def fallback(self) -> httpx.BaseTransport:
+        "httpx's own transport, for what this one does not handle."
+        with self._lock:
+            if self._fallback is None: self._fallback = httpx.HTTPTransport(**self._fallback_kw)
+            return self._fallback
+
+    def _put(self, key: tuple, conn: _SyncConn) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock: self._idle.setdefault(key, []).append(conn)
+
+    def _conn(self, key: tuple, timeout: float | None) -> _SyncConn:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None: break
+            if time.monotonic() - conn.idle_since > self.keepalive_expiry or conn.stale(): conn.close()
+            else: return conn
+        try: sock = socket.create_connection(key, timeout=timeout)
+        except TimeoutError: raise httpx.ConnectTimeout(f"connecting to {key[0]}:{key[1]} timed out") from None
+        except OSError as e: raise httpx.ConnectError(str(e) or type(e).__name__) from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _SyncConn(sock)
+
+    def exchange(self, host: str,               # server host
+                 port: int,                      # server port
+                 method: bytes,                  # request method (a HEAD answer has no body)
+                 head: bytes,                    # request line and headers, ending in an empty line
+                 body: bytes | None = b"",       # the whole body; None: send `stream`'s parts
+                 stream: Any = None,             # an iterable of body parts, when `body` is None
+                 chunked: bool = False,          # send `stream` with chunked transfer coding
+                 timeouts: tuple[float | None, float | None, float | None] = (None, None, None),  # connect, read, write (s)
+                 ) -> SyncExchange:
+        "Send one request and read its response head; the body follows by iterating the returned exchange."
+        connect, read, write = timeouts
+        key = (host, port)
+        conn = self._conn(key, connect)
+        try:
+            if body is not None: conn.write(head + body, write)
+            else:
+                conn.write(head, write)
+                for part in stream:
+                    if part: conn.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part, write)
+                if chunked: conn.write(b"0\r\n\r\n", write)
+            parser = ResponseParser(method)
+            first: list[bytes] = []
+            while not parser.head_done:
+                data = conn.read(read)
+                if not data: parser.eof()
+                first = parser.feed(data)
+        except BaseException:
+            conn.close()
+            raise
+        return SyncExchange(self, key, conn, parser, first, read)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http": return self.fallback().handle_request(request)
+        t = request.extensions.get("timeout", {})
+        try: body = request.content
+        except httpx.RequestNotRead: body = None
+        ex = self.exchange(url.host, url.port or 80, request.method.encode(), request_head(request), body,
+                           request.stream, _body_chunked(request), (t.get("connect"), t.get("read"), t.get("write")))
+        return httpx.Response(ex.status, headers=ex.headers, stream=ex,
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": ex.reason})
+
+    def close(self) -> None:
+        with self._lock: idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for c in conns: c.close()
+        if self._fallback is not None: self._fallback.close()

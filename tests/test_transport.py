@@ -18,9 +18,10 @@ from fake_ors_server import FakeORS, free_port, serve_in_thread
 
 from openreward import AsyncOpenReward
 from openreward.api.environments.types import Task
-from openreward.client import AsyncIO, DirectRoute, Request as OrsRequest, RetryPolicy, direct_send
+from openreward import OpenReward
+from openreward.client import AsyncIO, DirectRoute, Request as OrsRequest, RetryPolicy, SyncIO, adirect_send, direct_send
 from openreward.errors import HeartbeatTimeoutError, SessionResponseError, TransportError
-from openreward.transport import AsyncHTTP11Transport, ResponseParser
+from openreward.transport import AsyncHTTP11Transport, HTTP11Transport, ResponseParser
 
 # -- a small app for the transport itself
 release = threading.Event()  # /sse sends its second event only once the test has read the first
@@ -274,9 +275,56 @@ def test_redirects_leave_the_direct_path_for_httpx(url):
     async def main():
         io = AsyncIO()
         try:
-            direct = await direct_send(AsyncHTTP11Transport(), DirectRoute.of(url), OrsRequest("GET", "/moved", {}))
+            direct = await adirect_send(AsyncHTTP11Transport(), DirectRoute.of(url), OrsRequest("GET", "/moved", {}))
             reply = await io.send(url, OrsRequest("GET", "/moved", {}))  # httpx follows the 307, on the same transport
             return direct, reply
         finally: await io.aclose()
     direct, reply = asyncio.run(main())
     assert direct is None and reply.status == 200 and "port" in reply.json()
+    io = SyncIO()
+    try:
+        assert direct_send(HTTP11Transport(), DirectRoute.of(url), OrsRequest("GET", "/moved", {})) is None
+        reply = io.send(url, OrsRequest("GET", "/moved", {}))
+        assert reply.status == 200 and "port" in reply.json()
+    finally: io.close()
+
+# -- the blocking transport
+def test_sync_transport_bodies_keep_alive_and_stale_connections(url):
+    with httpx.Client(transport=HTTP11Transport()) as c:
+        ports = [c.get(url + "/port").json()["port"] for _ in range(4)]
+        assert len(set(ports)) == 1
+        body = bytes(range(256)) * 40
+        assert c.post(url + "/echo", content=body).content == body
+        assert c.post(url + "/echo", content=iter([b"a", b"bc"])).content == b"abc"  # chunked request body
+        assert len(c.get(url + "/big").content) == 1_000_000
+        release.clear()
+        with c.stream("POST", url + "/sse", json={}) as r:
+            got = b""
+            for piece in r.iter_raw():
+                got += piece
+                if b"task_id" in got and not release.is_set():
+                    assert b"end" not in got  # streamed as it comes, not buffered to the end
+                    release.set()
+        assert got.endswith(b"event: end\r\ndata: {}\r\n\r\n")
+    with uvicorn_thread(APP, keep_alive=0.3) as u, httpx.Client(transport=HTTP11Transport()) as c:
+        p0 = c.get(u + "/port").json()["port"]
+        time.sleep(0.8)  # the server closes the idle connection; the peek before reuse sees it
+        assert c.get(u + "/port").json()["port"] != p0
+
+def test_sync_transport_timeouts_and_errors(url):
+    with httpx.Client(transport=HTTP11Transport(), timeout=httpx.Timeout(5, read=0.2)) as c:
+        with pytest.raises(httpx.ReadTimeout): c.get(url + "/slow?s=2")
+        assert c.get(url + "/slow?s=0").json() == {"slow": True}
+        with pytest.raises(httpx.ConnectError): c.get(f"http://127.0.0.1:{free_port()}/")
+        with pytest.raises(httpx.ConnectError): c.get(f"https://127.0.0.1:{free_port()}/")
+
+def test_sync_client_direct_path_against_the_ors_server(fake):
+    with OpenReward(ping_interval=60, retry=FAST, heartbeat_timeout=0.4).environments.get("fake", base_url=fake.url).session(TASK) as s:
+        fake.fail["/prompt"] = [(503, {})]
+        assert s.get_prompt()[0].text == "Say hello."
+        assert s.call_tool("drop").metadata == {"resumed": True}
+        assert s.call_tool("silent").metadata == {"resumed": True}
+        with pytest.raises(TransportError, match="not retried, as it may have run"): s.call_tool("drop_early")
+        sid = s.sid
+    mine = [r for r in fake.log if r["headers"].get("x-session-id") == sid]
+    assert mine and all("accept-encoding" not in r["headers"] for r in mine)  # the direct path wrote them
