@@ -326,16 +326,21 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short phases (about 1-2 minutes in all)")
     ap.add_argument("--ours-python", default=sys.executable, help="interpreter serving OUR server")
     ap.add_argument("--json", help="also write the raw figures to this file")
+    ap.add_argument("--reference-json", help="reuse the reference figures of an earlier --json run (same mode) "
+                                             "instead of measuring the reference again")
     ap.add_argument("--loadgen", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.loadgen: return loadgen_main(json.loads(a.loadgen))
     cfg = (dict(duration=5, warmup=1, idle_sessions=5000, long_calls=20_000, long_timeout=60) if a.quick else
            dict(duration=15, warmup=2, idle_sessions=20_000, long_calls=100_000, long_timeout=400))
     print(f"load average before: {os.getloadavg()}; cpus {CPUS}; server cpu {SERVER_CPU}, loadgen cpu {LOADGEN_CPU}")
-    ref_python = str(ensure_reference_venv())
     t0 = time.monotonic()
+    if a.reference_json:
+        earlier = json.loads(Path(a.reference_json).read_text())
+        if earlier["cfg"] != cfg: sys.exit(f"{a.reference_json} was measured with {earlier['cfg']}, not {cfg}")
+        print(f"reference figures reused from {a.reference_json} (not measured now)")
     ours = measure("ours", os.path.abspath(a.ours_python), cfg)
-    ref = measure("reference", ref_python, cfg)
+    ref = earlier["reference"] if a.reference_json else measure("reference", str(ensure_reference_venv()), cfg)
     ok = report(ours, ref, cfg)
     print(f"\nload average after: {os.getloadavg()}; wall time {time.monotonic() - t0:.0f} s")
     if a.json: Path(a.json).write_text(json.dumps({"ours": ours, "reference": ref, "cfg": cfg}, indent=1))
