@@ -1,6 +1,6 @@
 """Client benchmark (not a test; pytest does not collect it):
 
-    python tests/client_benchmark.py [--sessions 1000] [--calls 20] [--compare-sessions 100] [--compare-calls 20]
+    python tests/client_benchmark.py [--sessions 1000] [--calls 20] [--compare-sessions 100] [--compare-calls 20] [--httpx]
 
 1. Scale: our AsyncOpenReward opens SESSIONS concurrent sessions from one process against our server (uvicorn
    subprocess on 127.0.0.1, serving the example environments) and makes CALLS tool calls in each; every call must
@@ -9,6 +9,9 @@
    the same server and the same load: process CPU time (all threads) of the client process during the tool-call
    phase, divided by the calls made. Each client runs in its own process, one after the other, REPEAT times
    (the median is reported).
+
+With --httpx, a third row: our client with requests through httpx's own transport instead of the direct path of
+`openreward.transport` (what the client cost before it).
 
 The load: `Counter.increment` (a sync tool) on a task whose target is never reached, variant named explicitly
 (no redirect). The machine's load average is printed before and after.
@@ -29,9 +32,9 @@ def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-def run_worker(python: str, url: str, sessions: int, calls: int, server_pid: int) -> dict:
+def run_worker(python: str, url: str, sessions: int, calls: int, server_pid: int, *extra: str) -> dict:
     s0, t0 = proc_cpu(server_pid), time.perf_counter()
-    r = subprocess.run([python, str(WORKER), url, str(sessions), str(calls)], capture_output=True, text=True,
+    r = subprocess.run([python, str(WORKER), url, str(sessions), str(calls), *extra], capture_output=True, text=True,
                        timeout=1800, cwd="/tmp", env=subprocess_env())
     if r.returncode != 0: raise SystemExit(f"worker failed ({python}):\n{r.stderr[-4000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--compare-calls", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--httpx", action="store_true", help="also measure our client through httpx's own transport")
     args = ap.parse_args()
     ref_python = str(ensure_reference_venv())
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
@@ -66,8 +70,10 @@ def main() -> None:
         print(f"\n== client CPU per tool call: {args.compare_sessions} sessions x {args.compare_calls} calls, same server, "
               f"median of {args.repeat}", flush=True)
         rows = {}
-        for name, python in (("ours", sys.executable), ("reference", ref_python)):
-            runs = [run_worker(python, url, args.compare_sessions, args.compare_calls, proc.pid) for _ in range(args.repeat)]
+        clients = [("ours", sys.executable, ()), ("reference", ref_python, ())]
+        if args.httpx: clients.append(("ours/httpx", sys.executable, ("httpx",)))
+        for name, python, extra in clients:
+            runs = [run_worker(python, url, args.compare_sessions, args.compare_calls, proc.pid, *extra) for _ in range(args.repeat)]
             for r in runs:
                 if r["n_errors"]: raise SystemExit(f"{name}: errors {r['errors']}")
             per_call = [r["phases"]["calls"]["cpu"] / r["calls"] for r in runs]
@@ -79,6 +85,7 @@ def main() -> None:
         for name, (pc, po, rate, sc) in rows.items():
             print(f"{name:<10} {1e3 * pc:>8.3f}ms {1e3 * po:>15.3f}ms {rate:>9.0f} {1e3 * sc:>14.3f}ms")
         print(f"ours / reference CPU per call: {rows['ours'][0] / rows['reference'][0]:.2f}")
+        if args.httpx: print(f"ours through httpx's transport / reference: {rows['ours/httpx'][0] / rows['reference'][0]:.2f}")
     print(f"\nload average after: {os.getloadavg()}")
 
 if __name__ == "__main__":
