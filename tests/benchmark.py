@@ -325,6 +325,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short phases (about 1-2 minutes in all)")
     ap.add_argument("--ours-python", default=sys.executable, help="interpreter serving OUR server")
+    ap.add_argument("--reference-python", help="interpreter serving the REFERENCE server (default: its cached venv)")
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--reference-json", help="reuse the reference figures of an earlier --json run (same mode) "
                                              "instead of measuring the reference again")
@@ -340,7 +341,8 @@ def main():
         if earlier["cfg"] != cfg: sys.exit(f"{a.reference_json} was measured with {earlier['cfg']}, not {cfg}")
         print(f"reference figures reused from {a.reference_json} (not measured now)")
     ours = measure("ours", os.path.abspath(a.ours_python), cfg)
-    ref = earlier["reference"] if a.reference_json else measure("reference", str(ensure_reference_venv()), cfg)
+    ref = (earlier["reference"] if a.reference_json else
+           measure("reference", os.path.abspath(a.reference_python or ensure_reference_venv()), cfg))
     ok = report(ours, ref, cfg)
     print(f"\nload average after: {os.getloadavg()}; wall time {time.monotonic() - t0:.0f} s")
     if a.json: Path(a.json).write_text(json.dumps({"ours": ours, "reference": ref, "cfg": cfg}, indent=1))
