@@ -143,3 +143,34 @@ def test_slow_async_tools_overlap(observed):
     a = section(observed, "async_sessions")
     # ten 1 s waits in ten sessions run concurrently: far less than the 10 s they would take in sequence
     assert all(0.95 < t < 5 for t in a["slow_each"]) and a["slow_total"] < 5
+
+ENVS = ["counter", "basicarithmetic", "bitwisearithmetic", "workbench"]
+
+def exchange(url: str, method: str, path: str, **kw) -> tuple[int, object]:
+    import httpx
+    r = httpx.request(method, url + path, timeout=30, follow_redirects=True, **kw)
+    return r.status_code, (r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text)
+
+def test_same_answers_as_the_reference_server(reference_server, ours_server):
+    "The same examples served by both servers: every catalogue answer and every prompt is identical on the wire."
+    requests = [("GET", "/list_environments", {})]
+    for env in ENVS + ["Counter"]:   # env segments are case-insensitive and echoed as sent
+        requests += [("GET", f"/{env}/tools", {}), ("GET", f"/{env}/splits", {}),
+                     ("POST", f"/{env}/tasks", {"json": {"split": "train"}}),
+                     ("POST", f"/{env}/num_tasks", {"json": {"split": "train"}}),
+                     ("POST", f"/{env}/task", {"json": {"split": "train", "index": -1}}),
+                     ("POST", f"/{env}/task_range", {"json": {"split": "train", "start": -2, "stop": 99}}),
+                     ("POST", f"/{env}/tasks", {"json": {"split": "nope"}}),
+                     ("POST", f"/{env}/task", {"json": {"split": "train", "index": 99}})]
+    requests += [("GET", "/tools", {}), ("POST", "/tasks", {"json": {"split": "test"}})]   # default env by redirect
+    for method, path, kw in requests:
+        assert exchange(ours_server, method, path, **kw) == exchange(reference_server, method, path, **kw), path
+    for env in ENVS:
+        sid = {"X-Session-ID": f"parity-{env}"}
+        answers = []
+        for url in (ours_server, reference_server):
+            assert exchange(url, "POST", "/create", headers=sid, json={"env_name": env, "split": "train", "index": 0}) \
+                == (200, {"sid": sid["X-Session-ID"]})
+            answers.append([exchange(url, "GET", f"/{env}/{p}", headers=sid) for p in ("prompt", "messages", "task_tools")])
+            assert exchange(url, "POST", "/delete", headers=sid) == (200, {"sid": sid["X-Session-ID"]})
+        assert answers[0] == answers[1], env
