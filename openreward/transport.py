@@ -194,7 +194,7 @@ class _AsyncConn(asyncio.Protocol):
 def _expire(waiter: asyncio.Future) -> None:
     if not waiter.done(): waiter.set_exception(httpx.ReadTimeout("timed out waiting for the server"))
 
-# %% ../nbs/06b_transport.ipynb #91bd9b51
+# %% ../nbs/06b_transport.ipynb #80bf2617
 class AsyncExchange(httpx.AsyncByteStream):
     "One request's response on a pooled connection: status and headers, then the body as an async byte stream."
     def __init__(self, pool: AsyncHTTP11Transport, key: tuple, conn: _AsyncConn, parser: ResponseParser,
@@ -219,7 +219,7 @@ class AsyncExchange(httpx.AsyncByteStream):
         if self.parser.done and self.parser.keep_alive and not conn.eof: self.pool._put(self.key, conn)
         else: conn.close()
 
-# %% ../nbs/06b_transport.ipynb #80bf2617
+
 class AsyncHTTP11Transport(httpx.AsyncBaseTransport):
     "A small HTTP/1.1 transport for `http://` URLs on asyncio; anything else goes to httpx's own transport."
     def __init__(self, keepalive_expiry: float = 30.0,  # seconds an idle connection may wait for reuse
