@@ -19,7 +19,8 @@ from fake_ors_server import FakeORS, free_port, serve_in_thread
 from openreward import AsyncOpenReward
 from openreward.api.environments.types import Task
 from openreward import OpenReward
-from openreward.client import AsyncIO, DirectRoute, Request as OrsRequest, RetryPolicy, SyncIO, adirect_send, direct_send
+from openreward.client import (AsyncIO, DirectRoute, Request as OrsRequest, RetryPolicy, SyncIO, adirect_send, direct_head,
+                               direct_send)
 from openreward.errors import HeartbeatTimeoutError, SessionResponseError, TransportError
 from openreward.transport import AsyncHTTP11Transport, HTTP11Transport, ResponseParser
 
@@ -328,3 +329,14 @@ def test_sync_client_direct_path_against_the_ors_server(fake):
         sid = s.sid
     mine = [r for r in fake.log if r["headers"].get("x-session-id") == sid]
     assert mine and all("accept-encoding" not in r["headers"] for r in mine)  # the direct path wrote them
+
+def test_direct_route_prefix_and_proxies(monkeypatch):
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"): monkeypatch.delenv(var, raising=False)
+    route = DirectRoute.of("http://127.0.0.1:8000/ors/")
+    head = direct_head(route, OrsRequest("POST", "/counter/call", {"X-Session-ID": "s"}), 2)
+    assert head.startswith(b"POST /ors/counter/call HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n") and head.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 2\r\n" in head
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert DirectRoute.of("http://127.0.0.1:8000") is None  # proxied: httpx's mounts take it
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert DirectRoute.of("http://127.0.0.1:8000") is not None
