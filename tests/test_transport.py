@@ -121,7 +121,7 @@ async def test_server_closing_idle_connections():
     with uvicorn_thread(APP, keep_alive=0.3) as u:
         async with client() as c:
             p0 = (await c.get(u + "/port")).json()["port"]
-            await asyncio.sleep(0.8)  # uvicorn closes the idle connection; the transport notices without a request
+            await asyncio.sleep(1.5)  # uvicorn closes the idle connection; the transport notices without a request
             p1 = (await c.get(u + "/port")).json()["port"]
             assert p1 != p0
 
@@ -270,7 +270,7 @@ def test_many_sessions_share_few_connections(fake):
             for _ in range(3): await asyncio.gather(*[s.call_tool("count") for s in ss])
         io = c.environments._io
         return sum(len(conns) for sh in io._servers.values() for lane in sh.clients for conns in lane.direct._idle.values())
-    assert 12 <= run(main) <= 16  # one per session, and a few more where a ping overlapped a request
+    assert 12 <= run(main) <= 24  # one per session, two where its first ping overlapped a request; never one per request
 
 def test_redirects_leave_the_direct_path_for_httpx(url):
     async def main():
@@ -309,7 +309,7 @@ def test_sync_transport_bodies_keep_alive_and_stale_connections(url):
         assert got.endswith(b"event: end\r\ndata: {}\r\n\r\n")
     with uvicorn_thread(APP, keep_alive=0.3) as u, httpx.Client(transport=HTTP11Transport()) as c:
         p0 = c.get(u + "/port").json()["port"]
-        time.sleep(0.8)  # the server closes the idle connection; the peek before reuse sees it
+        time.sleep(1.5)  # the server closes the idle connection; the peek before reuse sees it
         assert c.get(u + "/port").json()["port"] != p0
 
 def test_sync_transport_timeouts_and_errors(url):
