@@ -41,9 +41,10 @@ from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Mess
                               TaskRangeRequest, TaskRequest, TextBlock, ToolCall)
 
 # %% auto #0
-__all__ = ['logger', 'SSE_HEADERS', 'json_bytes', 'json_response', 'body_errors', 'BodyError', 'parse_body', 'decode_secrets',
-           'redact', 'LogFormatter', 'setup_logging', 'Session', 'SetupFailed', 'Call', 'new_task_id', 'CallRegistry',
-           'EventStream', 'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
+__all__ = ['MAX_JSON_DEPTH', 'logger', 'SSE_HEADERS', 'json_bytes', 'json_response', 'error_bytes', 'body_errors', 'BodyError',
+           'JSONLimitError', 'parse_json', 'parse_body', 'decode_secrets', 'redact', 'LogFormatter', 'setup_logging',
+           'Session', 'SetupFailed', 'Call', 'new_task_id', 'CallRegistry', 'EventStream', 'RedirectToDefault',
+           'Server', 'end_session', 'openapi_document', 'tuned_gc']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -57,6 +58,24 @@ def json_response(value: Any, # a JSON-able value, or bytes already encoded
     "A JSON response."
     body = value if isinstance(value, bytes) else json_bytes(value)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+def _ascii_json(value: Any) -> bytes:
+    "Compact JSON with every non-ASCII character escaped (so lone surrogates survive)."
+    return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+def _echo_safe(error: dict) -> dict:
+    "A 422 error entry as is if JSON can carry it, else without the request data it echoes (`input`, `ctx`)."
+    try: _ascii_json(error)
+    except (ValueError, TypeError, RecursionError): return {k: v for k, v in error.items() if k not in ("input", "ctx")}
+    return error
+
+def error_bytes(detail: str | list[dict], # an error message, or a 422 error list
+               ) -> bytes:
+    "The `{\"detail\": ...}` body of an error answer, writable whatever request data it echoes."
+    try: return json_bytes({"detail": detail})  # FastAPI's bytes: the usual case
+    except (ValueError, TypeError, RecursionError): pass  # UnicodeEncodeError is a ValueError
+    if isinstance(detail, list): detail = [_echo_safe(e) if isinstance(e, dict) else e for e in detail]
+    return _ascii_json({"detail": detail})
 
 def _jsonable(v: Any) -> Any:
     "A validation error's `ctx` value made JSON-safe the way FastAPI does it (exceptions become `{}`)."
@@ -81,13 +100,52 @@ class BodyError(HTTPException):
         super().__init__(422)
         self.errors = errors
 
-# %% ../nbs/05_server.ipynb #47616003
+# %% ../nbs/05_server.ipynb #e53318b3
+MAX_JSON_DEPTH = 128  # most levels of nested arrays and objects a request may hold (serde_json's default)
+
+class JSONLimitError(ValueError):
+    "JSON text that is well-formed but beyond what the server accepts; the message names the limit."
+
+def _no_constant(name: str) -> Any: raise JSONLimitError(f"{name} is not a JSON number (non-finite numbers are refused)")
+
+def _finite(text: str) -> float:
+    "A JSON float literal as a float, refused if it overflows to infinity."
+    f = float(text)
+    if f - f != 0: raise JSONLimitError(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is beyond the range of a 64-bit float")
+    return f
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+def _deeper(value: Any, limit: int) -> bool:
+    "Whether `value` nests lists and dicts more than `limit` levels (iteratively: deep input cannot exhaust the stack)."
+    todo = [(value, 1)] if type(value) in (dict, list) else []
+    while todo:
+        v, depth = todo.pop()
+        if depth > limit: return True
+        todo.extend((x, depth + 1) for x in (v.values() if type(v) is dict else v) if type(x) in (dict, list))
+    return False
+
+def parse_json(raw: bytes | str, # JSON text (bytes in UTF-8, -16 or -32, as `json.loads` takes them)
+               max_depth: int = MAX_JSON_DEPTH, # most levels of nesting accepted
+              ) -> Any:
+    "Parse strict JSON: `JSONLimitError` for NaN/Infinity, overflowing numbers, over-long integers, too-deep nesting."
+    text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+    try: value = _DECODER.decode(text)
+    except (json.JSONDecodeError, JSONLimitError): raise
+    except RecursionError: raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
+    except ValueError:  # the only other one: int() refusing a literal longer than the interpreter's digit limit
+        raise JSONLimitError(f"an integer literal has more than {sys.get_int_max_str_digits()} digits") from None
+    if text.count("[") + text.count("{") > max_depth and _deeper(value, max_depth):
+        raise JSONLimitError(f"nested deeper than {max_depth} levels")
+    return value
+
 def parse_body(raw: bytes, # the request body
                adapter: TypeAdapter, # validator of the expected body model
               ) -> Any:
     "Parse and validate a JSON request body, raising `BodyError` (422) as FastAPI would."
     if not raw.strip(): raise BodyError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    try: data = json.loads(raw)
+    try: data = parse_json(raw)
+    except JSONLimitError as e: raise HTTPException(400, f"There was an error parsing the body: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         pos, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, "body is not UTF-8")
         raise BodyError([{"type": "json_invalid", "loc": ["body", pos], "msg": "JSON decode error", "input": {},
@@ -102,7 +160,8 @@ def decode_secrets(header: str | None, # the X-Secrets header value
                   ) -> dict[str, str]:
     "The `{name: value}` secrets of an X-Secrets header; HTTP 400 if it is malformed."
     if not header: return {}
-    try: payload = json.loads(base64.b64decode(header))
+    try: payload = parse_json(base64.b64decode(header))
+    except JSONLimitError as e: raise HTTPException(400, f"X-Secrets header is not {_SECRETS_SHAPE}: {e}") from None
     except (binascii.Error, ValueError) as e:
         raise HTTPException(400, f"X-Secrets header is not {_SECRETS_SHAPE} ({type(e).__name__})") from None
     if not isinstance(payload, dict):
@@ -253,7 +312,8 @@ SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"connection", b"keep-alive"), 
 
 def _final(call: Call) -> bytes:
     "The closing events of a finished call: chunks and end, or error."
-    if call.error is not None: return encode_event(ServerSentEvent("error", call.error))
+    if call.error is not None:  # a message may quote tool input: a lone surrogate goes out as its `\\udXXX` escape
+        return encode_event(ServerSentEvent("error", call.error.encode("utf-8", "backslashreplace").decode()))
     return b"".join(encode_event(e) for e in result_events(call.result))
 
 class EventStream:
@@ -372,8 +432,8 @@ def _method(f: Callable) -> Callable:
 
 # %% ../nbs/05_server.ipynb #cfe4663a
 def _error_response(exc: HTTPException) -> Response:
-    if isinstance(exc, BodyError): return json_response({"detail": exc.errors}, 422)
-    return json_response({"detail": exc.detail}, exc.status_code, exc.headers)
+    if isinstance(exc, BodyError): return json_response(error_bytes(exc.errors), 422)
+    return json_response(error_bytes(exc.detail), exc.status_code, exc.headers)
 
 async def _http_error_handler(request: Request, exc: Exception) -> Response:
     return _error_response(exc)
@@ -394,7 +454,7 @@ def _failure(server: Server, request: Request, exc: BaseException) -> Response:
                                                      "traceback": trace}})
     detail = {"none": "Internal Server Error", "exception": redact(f"{type(exc).__name__}: {exc}", secrets),
               "stacktrace": trace}[server.return_errors]
-    return json_response({"detail": detail}, 500)
+    return json_response(error_bytes(detail), 500)
 
 def _guard(server: Server, fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
     "Wrap an endpoint so that every outcome is an answer: HTTP errors as JSON, failures as 500 per `return_errors`."
@@ -478,9 +538,10 @@ def _ensure_reaper(server: Server) -> None:
     if server._reaper is None or server._reaper.done(): server._reaper = asyncio.ensure_future(_reap(server))
 
 async def _reap(server: Server) -> None:
-    "Every `reap_interval`, end the sessions untouched for more than `session_ttl`."
+    "Every `reap_interval`, forget expired call results and end the sessions untouched for more than `session_ttl`."
     while True:
         await asyncio.sleep(server.reap_interval)
+        server.calls.purge()  # results expire even when no call comes to purge them
         limit = time.monotonic() - server.session_ttl
         stale = [sid for sid, s in server.sessions.items() if s.touched < limit]
         for sid in stale:
@@ -619,8 +680,8 @@ def _plain(value: Any) -> Any:
 # %% ../nbs/05_server.ipynb #b7df327e
 def _tool_call(raw: bytes) -> tuple[str, dict, str | None]:
     "`(name, input, task_id)` of a /call body; 422 like FastAPI when it is malformed."
-    try: d = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError): d = None
+    try: d = parse_json(raw)
+    except ValueError: d = None  # parse_body below says what is wrong
     if type(d) is dict and len(d) <= 3 and type(d.get("name")) is str and type(d.get("input")) is dict:
         tid = d.get("task_id")
         if (tid is None or type(tid) is str) and (len(d) == 2 or (len(d) == 3 and "task_id" in d)):
