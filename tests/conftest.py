@@ -157,3 +157,17 @@ def ours_server() -> Iterator[str]:
     "Base URL of OUR server (this venv, real uvicorn) serving the same example environments."
     with serve_subprocess(sys.executable, SERVE_EXAMPLES, str(EXAMPLES_PY)) as (url, _):
         yield url
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scriptable fake ORS server (tests/fixtures/fake_ors_server.py), shared by the client and transport tests
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake():
+    "A `FakeORS` on real uvicorn (127.0.0.1, a free port), one per test module; its base URL is `fake.url`."
+    sys.path.insert(0, str(FIXTURES))
+    from fake_ors_server import FakeORS, serve_in_thread
+    f = FakeORS()
+    with serve_in_thread(f.app) as url:
+        f.url = url
+        yield f

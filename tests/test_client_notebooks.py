@@ -2,25 +2,14 @@
 plain process's asyncio alone, and in a real Jupyter kernel: top-level await, the sync client, and a program ending
 in `asyncio.run(main())` pasted unchanged into a cell."""
 import asyncio, subprocess, sys, textwrap
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent/"fixtures"))
-from fake_ors_server import FakeORS, serve_in_thread
 
 from conftest import subprocess_env
 from openreward import OpenReward
 from openreward.api.environments.types import Task
 
 TASK = Task(server_name="fake", environment_name="fake", task_spec={"id": "t0"}, namespace=None)
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeORS()
-    with serve_in_thread(f.app) as url:
-        f.url = url
-        yield f
 
 def test_sync_client_inside_running_loop(fake):
     "What Jupyter does: sync calls from code that runs inside an event loop (here `async def` under asyncio.run)."

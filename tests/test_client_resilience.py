@@ -1,13 +1,9 @@
 """Retries and stream recovery of our client against a scriptable ORS server on real uvicorn: transient statuses
 (429/502/503/504, Retry-After, a backend still starting), streams dropped halfway and re-attached by task id,
 silent streams (heartbeat timeout)."""
-import asyncio, sys, time
-from pathlib import Path
+import asyncio, time
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent/"fixtures"))
-from fake_ors_server import FakeORS, serve_in_thread
 
 from openreward import AsyncOpenReward, OpenReward
 from openreward.api.environments.types import Task
@@ -16,13 +12,6 @@ from openreward.errors import HeartbeatTimeoutError, SessionResponseError, Trans
 
 TASK = Task(server_name="fake", environment_name="fake", task_spec={"id": "t0"}, namespace=None)
 FAST = RetryPolicy(backoff=0.01, stream_backoff=0.01)
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeORS()
-    with serve_in_thread(f.app) as url:
-        f.url = url
-        yield f
 
 @pytest.fixture(autouse=True)
 def fresh(fake):

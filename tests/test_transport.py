@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent/"fixtures"))
-from fake_ors_server import FakeORS, free_port, serve_in_thread
+from fake_ors_server import free_port
 
 from openreward import AsyncOpenReward
 from openreward.api.environments.types import Task
@@ -184,13 +184,6 @@ def test_parser_refuses_conflicting_lengths():
 # -- the async client's direct path, against the scriptable ORS server
 TASK = Task(server_name="fake", environment_name="fake", task_spec={"id": "t0"}, namespace=None)
 FAST = RetryPolicy(backoff=0.01, stream_backoff=0.01)
-
-@pytest.fixture(scope="module")
-def fake():
-    f = FakeORS()
-    with serve_in_thread(f.app) as u:
-        f.url = u
-        yield f
 
 @pytest.fixture(autouse=True)
 def fresh(request):
