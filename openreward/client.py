@@ -685,20 +685,27 @@ class _Lane:
     direct: HTTP11Transport | AsyncHTTP11Transport | None
     route: DirectRoute | None
 
+def _lane(io: Any,           # the SyncIO or AsyncIO the shard belongs to
+          base_url: str,     # the server
+          ours: type,        # our transport class for this kind of I/O
+          client: type,      # httpx.Client or httpx.AsyncClient
+          ) -> _Lane:
+    "A new shard: `io.transport` if given, else ours for plain http (httpx's own, made on first use, for https)."
+    transport = io.transport
+    if transport is None:
+        if io._tls is None: io._tls = httpx.create_ssl_context()  # one TLS context for every shard: it is the costly part
+        transport = ours(verify=io._tls, limits=LIMITS)
+    direct = transport if isinstance(transport, ours) else None
+    http = client(base_url=base_url, transport=transport, limits=LIMITS, timeout=TIMEOUT, follow_redirects=True,
+                  **({"verify": io._tls} if io.transport is None else {}))  # proxies from the environment use it
+    return _Lane(http, direct, DirectRoute.of(base_url) if direct is not None else None)
+
 class SyncIO:
     "Blocking I/O for operations, on sharded `httpx.Client`s (per server), with a direct path for plain http."
     def __init__(self, transport: httpx.BaseTransport | None = None):
         self.transport, self._servers, self._lock, self._tls = transport, {}, threading.Lock(), None
 
-    def _make(self, base_url: str) -> _Lane:
-        transport = self.transport
-        if transport is None:  # ours for plain http; httpx's own (made on first use) for https
-            if self._tls is None: self._tls = httpx.create_ssl_context()
-            transport = HTTP11Transport(verify=self._tls, limits=LIMITS)
-        direct = transport if isinstance(transport, HTTP11Transport) else None
-        http = httpx.Client(base_url=base_url, transport=transport, limits=LIMITS, timeout=TIMEOUT, follow_redirects=True,
-                            **({"verify": self._tls} if self.transport is None else {}))  # proxies from the environment use it
-        return _Lane(http, direct, DirectRoute.of(base_url) if direct is not None else None)
+    def _make(self, base_url: str) -> _Lane: return _lane(self, base_url, HTTP11Transport, httpx.Client)
 
     def shards(self, base_url: str) -> Shards:
         with self._lock:
@@ -745,15 +752,7 @@ class AsyncIO:
         self.transport, self._servers, self._loop, self._tls = transport, {}, None, None
         _quiet_sniffio()
 
-    def _make(self, base_url: str) -> _Lane:
-        transport = self.transport
-        if transport is None:  # ours for plain http; httpx's own (made on first use) for https
-            if self._tls is None: self._tls = httpx.create_ssl_context()
-            transport = AsyncHTTP11Transport(verify=self._tls, limits=LIMITS)
-        direct = transport if isinstance(transport, AsyncHTTP11Transport) else None
-        http = httpx.AsyncClient(base_url=base_url, transport=transport, limits=LIMITS, timeout=TIMEOUT, follow_redirects=True,
-                                 **({"verify": self._tls} if self.transport is None else {}))  # proxies from the environment use it
-        return _Lane(http, direct, DirectRoute.of(base_url) if direct is not None else None)
+    def _make(self, base_url: str) -> _Lane: return _lane(self, base_url, AsyncHTTP11Transport, httpx.AsyncClient)
 
     def shards(self, base_url: str) -> Shards:
         loop = asyncio.get_running_loop()
