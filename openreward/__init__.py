@@ -1,9 +1,10 @@
-__version__ = "0.1.0"
 """openreward: build, serve and use reinforcement-learning environments over the Open Reward Standard (ORS).
 
 Hand-maintained (nbdev rewrites only the version line): the top-level names of the reference SDK that this
 package implements, re-exported from the modules that define them.
 """
+__version__ = "0.1.0"
+
 from .client import (AsyncEnvironmentsAPI, AsyncOpenReward, AsyncSession, BuiltinToolset, EnvironmentsAPI, OpenReward,
                      Session)
 from .errors import ScoreGroupFailed, ScoreGroupUnsupported
