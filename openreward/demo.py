@@ -42,11 +42,12 @@ def serve_in_thread(app: Any,                 # an ASGI app, e.g. `Server(...).a
                     host: str = "127.0.0.1",  # interface to bind (loopback by default)
                     port: int | None = None,  # port; None: a free one
                     timeout: float = 20.0,    # seconds to wait for the server to start
+                    **config: Any,            # further `uvicorn.Config` settings, e.g. `timeout_keep_alive`
                     ) -> Iterator[str]:
     "Run `app` on uvicorn in a daemon thread; yield its base URL; stop it when the block ends."
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           timeout_keep_alive=60))
+    config = dict(log_level="warning", access_log=False, timeout_keep_alive=60) | config
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
     thread = threading.Thread(target=server.run, daemon=True, name=f"openreward-demo-server-{port}")
     thread.start()
     deadline = time.monotonic() + timeout
@@ -205,7 +206,7 @@ async def run_agents(base_url: str,                          # the environment s
 class Report:
     "Rewards per variant of a demo run, and how long it took."
     episodes: list[Episode]   # every episode's outcome
-    wall: float = 0.0         # seconds, serving and all
+    wall: float = field(default=0.0, repr=False)  # seconds, serving and all (not in the repr: it differs every run)
 
     def rows(self) -> list[dict[str, Any]]:
         "One summary row per variant, in first-seen order."

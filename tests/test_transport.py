@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -17,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent/"fixtures"))
 from fake_ors_server import free_port
 
 from openreward import AsyncOpenReward
+from openreward.demo import serve_in_thread
 from openreward.api.environments.types import Task
 from openreward import OpenReward
 from openreward.client import (AsyncIO, DirectRoute, Request as OrsRequest, RetryPolicy, SyncIO, adirect_send, direct_head,
@@ -47,22 +47,9 @@ async def moved(request: Request): return RedirectResponse("/port", status_code=
 APP = Starlette(routes=[Route("/port", port), Route("/moved", moved), Route("/echo", echo, methods=["POST"]), Route("/big", big),
                         Route("/sse", sse, methods=["POST"]), Route("/slow", slow)])
 
-@contextlib.contextmanager
 def uvicorn_thread(app, keep_alive: float = 60):
     "Run `app` on uvicorn in a daemon thread on a free 127.0.0.1 port; yield its URL; stop it on exit."
-    p = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=p, log_level="critical", lifespan="off",
-                                           timeout_keep_alive=keep_alive))
-    thread = threading.Thread(target=server.run, daemon=True, name=f"transport-test-{p}")
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline: raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try: yield f"http://127.0.0.1:{p}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return serve_in_thread(app, log_level="critical", lifespan="off", timeout_keep_alive=keep_alive)
 
 @pytest.fixture(scope="module")
 def url():
