@@ -10,7 +10,7 @@
 Both write into the project's `output-dir` (nbdev.yml: `_docs`) below the current directory, as Quarto does, so
 stock `nbdev_docs`, `nbdev_readme` and `nbdev_prepare` pick the results up unchanged.
 """
-import argparse, base64, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, base64, configparser, html as htmllib, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import yaml
@@ -131,11 +131,18 @@ def prep_site(proc: Path, out: Path) -> dict:
         pages.append((name, fm, nb))
     if not pages: die(f'no notebooks in {proc}')
     if pages[0][0] != 'index': die('the site needs a home page: nbs/index.ipynb (output-file index.html)')
+    # The pages of the reference's import paths (api_*.html) sit under the public API page, not in the top level.
+    facades = [n for n, *_ in pages if n.startswith('api_')] if any(n == FACADE_PARENT for n, *_ in pages) else []
     # Links are written as Quarto publishes them (`client.html#x`); conf.py passes them through untouched, and a
     # link to a source notebook (`06_client.ipynb`) becomes its page, as Quarto does. tests/test_docs_browser.py
     # checks that every link between pages resolves.
     nb_link = re.compile(r'(\]\()(' + '|'.join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r')([#)])')
-    relink = lambda t: nb_link.sub(lambda m: m.group(1) + names[m.group(2)] + '.html' + m.group(3), t)
+    # nbdev writes links to documented names as absolute URLs of the published site (doc_host + doc_baseurl): in
+    # this build they become relative, so the local site is self-contained (anchors are fixed after the build).
+    site_url = published_url(proc)
+    def relink(t: str) -> str:
+        if site_url: t = t.replace(f'({site_url}/', '(')
+        return nb_link.sub(lambda m: m.group(1) + names[m.group(2)] + '.html' + m.group(3), t)
     for name, fm, nb in pages:
         cells = title_cells(fm, Path(name).name) if fm else []
         for c in plain_cells(nb['cells'][1:] if fm else nb['cells']):
@@ -144,8 +151,10 @@ def prep_site(proc: Path, out: Path) -> dict:
                 if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(o['data']['text/markdown'])
             cells.append(c)
         if name == 'index':  # the page tree, in sidebar order, hidden: furo shows it as the navigation
-            toc = '\n'.join(n for n, *_ in pages if n != 'index')
+            toc = '\n'.join(n for n, *_ in pages if n != 'index' and n not in facades)
             cells.append(md_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```'))
+        if name == FACADE_PARENT and facades:  # the import-path pages, one entry in the sidebar
+            cells.append(md_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n' + '\n'.join(facades) + '\n```'))
         meta = {k: v for k, v in nb.get('metadata', {}).items() if k in ('kernelspec', 'language_info', 'widgets')}
         meta.setdefault('kernelspec', {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'})
         for i, c in enumerate(cells): c.setdefault('id', f'c{i}')
@@ -160,7 +169,56 @@ def prep_site(proc: Path, out: Path) -> dict:
             (out / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, out / rel)
     home = pages[0][1]
     return {'title': home.get('title') or 'docs', 'description': home.get('description', ''),
-            'pages': [n for n, *_ in pages]}
+            'copyright': settings(proc).get('copyright', ''), 'pages': [n for n, *_ in pages]}
+
+
+FACADE_PARENT = 'public_api'
+
+
+def settings(start: Path) -> dict:
+    "The [DEFAULT] section of the nbdev project's settings.ini at or above `start` ({} if none)."
+    for d in (start, *start.resolve().parents):
+        if (d / 'settings.ini').exists():
+            cp = configparser.ConfigParser(interpolation=None)
+            cp.read(d / 'settings.ini', encoding='utf-8')
+            return dict(cp['DEFAULT'])
+    return {}
+
+
+def published_url(start: Path) -> str:
+    "Where nbdev says the site is published (doc_host + doc_baseurl), without a trailing slash; '' if unset."
+    s = settings(start)
+    return (s.get('doc_host', '').rstrip('/') + '/' + s.get('doc_baseurl', '').strip('/')).rstrip('/') \
+        if s.get('doc_host') else ''
+
+
+def make_id(s: str) -> str:
+    "The id docutils gives a section titled `s` (lower case, runs of other characters -> one hyphen)."
+    return re.sub(r'[^a-z0-9]+', '-', s.lower()).strip('-')
+
+
+HREF = re.compile(r'href="([^"#:/]+\.html)?#([^"]+)"')
+IDS = re.compile(r'\sid="([^"]+)"')
+
+
+def fix_anchors(html_dir: Path) -> int:
+    "Point every in-site `page.html#anchor` at an id the page has: as written, as docutils spells it, or the page."
+    pages = {p.relative_to(html_dir).as_posix(): p for p in html_dir.rglob('*.html')}
+    ids = {k: set(IDS.findall(p.read_text(encoding='utf-8'))) for k, p in pages.items()}
+    fixed = 0
+    for k, p in pages.items():
+        text = p.read_text(encoding='utf-8')
+        def sub(m):
+            nonlocal fixed
+            target, anchor = m.group(1) or k, htmllib.unescape(m.group(2))
+            have = ids.get(target)
+            if have is None or anchor in have: return m.group(0)
+            fixed += 1
+            alt = make_id(anchor)
+            return f'href="{m.group(1) or ""}#{alt}"' if alt in have else f'href="{m.group(1) or k}"'
+        new = HREF.sub(sub, text)
+        if new != text: p.write_text(new, encoding='utf-8')
+    return fixed
 
 
 def widget_static(dest: Path) -> None:
@@ -190,11 +248,13 @@ def render_site(cwd: Path, python: str) -> None:
         srcdir, html = Path(tmp) / 'src', Path(tmp) / 'build' / 'html'  # myst-nb writes next to html/: keep it in tmp
         site = prep_site(cwd, srcdir)
         widget_static(srcdir / '_static')
+        shutil.copy2(CI / 'sphinx' / 'site.css', srcdir / '_static' / 'site.css')
         (srcdir / '_site.json').write_text(json.dumps(site))
         cmd = [python, '-m', 'sphinx', '-W', '--keep-going', '-q', '-b', 'html', '-c', str(CI / 'sphinx'),
                '-d', str(Path(tmp) / 'build' / 'doctrees'), str(srcdir), str(html)]
         r = subprocess.run(cmd, env=dict(os.environ, OPENREWARD_DOCS_SRC=str(srcdir)))
         if r.returncode: die(f'sphinx failed (rc {r.returncode}): {" ".join(cmd)}')
+        fix_anchors(html)
         for junk in ('.buildinfo', '.buildinfo.bak', '_sources'):
             p = html / junk
             if p.is_dir(): shutil.rmtree(p)

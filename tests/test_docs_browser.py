@@ -154,6 +154,67 @@ def broken_links(page, base: str) -> list[str]:
     return bad
 
 
+# ---- a reader's check: what a person reading the page would see as broken ------------------------------------------
+
+# Links in page content may leave the site only for these: the project's source (show_doc's "source" links) and
+# the standards and package indexes the prose cites.
+OFFSITE_OK = ("https://github.com/openreward/openreward/", "https://html.spec.whatwg.org/", "https://pypi.org/",
+              "https://peps.python.org/", "https://docs.python.org/", "https://packaging.python.org/")
+RAW_TABLE = re.compile(r"^\s*\|?.*\|\s*:?(?:-{3,}|[—–]+):?\s*\|", re.M)  # a Markdown table's rule row, unrendered
+TYPOGRAPHIC = re.compile("[\u2018\u2019\u201c\u201d]")
+CLIPPED_JS = """els => els.filter(e => {
+    const s = getComputedStyle(e), art = e.closest('article').getBoundingClientRect(), r = e.getBoundingClientRect();
+    const cut = e.scrollWidth > e.clientWidth + 1 && !['auto', 'scroll'].includes(s.overflowX);
+    return cut || r.right > art.right + 1;
+}).map(e => e.innerText.split('\\n')[0].slice(0, 80))"""
+
+
+def reader_defects(page, base: str) -> list[str]:
+    "What a reader would see as broken on the page: raw Markdown tables, curly quotes in code, links off the site, clipped code."
+    found = []
+    text = article_text(page)
+    found += [f"raw Markdown table: {m.group(0).strip()[:80]!r}" for m in RAW_TABLE.finditer(text)]
+    code = page.locator("article pre, article code").all_inner_texts()
+    found += [f"typographic quote in code: {c.strip()[:80]!r}" for c in code if TYPOGRAPHIC.search(c)]
+    for href in dict.fromkeys(page.eval_on_selector_all("article a[href]", "els => els.map(e => e.href)")):
+        if href.startswith((base, "mailto:", "javascript:")) or href.startswith(OFFSITE_OK): continue
+        found.append(f"link leaves the site: {href}")
+    found += [f"code cut off at the right edge: {c!r}" for c in page.eval_on_selector_all("article pre", CLIPPED_JS)]
+    return found
+
+
+ARTIFACTS = REPO/".artifacts"/"docs"  # screenshots for a person to look at (gitignored)
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS/f"{name}.png"), full_page=True)
+    return ARTIFACTS/f"{name}.png"
+
+
+DEFECTS = {  # one page per defect the reader's check must catch (each as the build produced it before it was fixed)
+    "raw-table": "<p>| variant | episodes | solved | |—|—:|—:| | counter | 4 | 4 |</p>",
+    "curly-json": "<pre>{\u201cid\u201d: \u201ct0\u201d}</pre>",
+    "absolute-link": '<p><a href="https://openreward.github.io/openreward/server.html#error_bytes">error_bytes</a></p>',
+    "missing-anchor": '<p><a href="ok.html#types-runtooloutput">RunToolOutput</a></p>',
+    "missing-page": '<p><a href="nowhere.html">gone</a></p>',
+    "clipped-code": '<pre style="overflow-x: hidden; width: 200px">' + "x = 1  # " + "a" * 300 + "</pre>",
+}
+
+
+def test_reader_check_catches_each_defect(tmp_path, visit):
+    "Each defect, planted alone in a page of its own, is reported; a clean page reports nothing."
+    shell = '<html><head><meta charset="utf-8"></head><body><article style="width: 600px"><h1 id="t">t</h1>{}</article></body></html>'
+    (tmp_path/"ok.html").write_text(shell.format("<p>plain</p><pre>{\"id\": \"t0\"}</pre>"))
+    for name, body in DEFECTS.items(): (tmp_path/f"{name}.html").write_text(shell.format(body))
+    with serve_dir(tmp_path) as base:
+        page = visit.open(base + "ok.html")
+        assert reader_defects(page, base) == [] and broken_links(page, base) == []
+        for name in DEFECTS:
+            page = visit.open(base + f"{name}.html")
+            assert reader_defects(page, base) + broken_links(page, base), f"the check missed the {name} defect"
+
+
 # ---- the project's site --------------------------------------------------------------------------------------------
 
 def test_home_and_api_pages_render_cleanly(site, visit):
@@ -165,7 +226,8 @@ def test_home_and_api_pages_render_cleanly(site, visit):
         home = article_text(page)
         assert len(home.split()) >= 20, f"the home page has almost no content: {home!r}"
         assert not quarto_leftovers(page), quarto_leftovers(page)
-        bad = broken_links(page, base)
+        bad = broken_links(page, base) + reader_defects(page, base)
+        screenshot(page, "index")
         pages = nav_pages(page, base)
         api = [u for u in pages if not u.rstrip("/").endswith(("index.html", base.rstrip("/")))]
         assert api, f"the navigation lists no page besides the home page: {pages}"
@@ -182,8 +244,9 @@ def test_home_and_api_pages_render_cleanly(site, visit):
             assert not quarto_leftovers(page), f"{url}: {quarto_leftovers(page)}"
             if shows_code.get(url, True):
                 assert page.locator("article .cell").count() > 0, f"{url}: no notebook cells rendered"
-            bad += broken_links(page, base)
-    assert not bad, "broken links between pages:\n" + "\n".join(bad)
+            bad += [f"{url}: {d}" for d in broken_links(page, base) + reader_defects(page, base)]
+            if url.endswith("/client.html"): screenshot(page, "client")
+    assert not bad, "what a reader would see as broken:\n" + "\n".join(bad)
     visit.check_clean()
 
 

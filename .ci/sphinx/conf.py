@@ -8,6 +8,7 @@ _site = json.loads((_src / '_site.json').read_text())
 
 project = _site['title']
 html_title = _site['title']
+copyright = _site.get('copyright') or ''   # from settings.ini, so the footer names the holder
 root_doc = 'index'
 extensions = ['myst_nb']
 exclude_patterns = ['_build', '**.ipynb_checkpoints', '_site.json']
@@ -16,10 +17,13 @@ html_static_path = [str(_src / '_static')]  # written by docs_prep.py: the widge
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
+html_css_files = ['site.css']  # code and tables scroll instead of being cut off (.ci/sphinx/site.css)
+smartquotes = False            # what a reader copies from code, outputs and prose is what was written
 
 myst_enable_extensions = ['colon_fence', 'deflist']  # no dollarmath: "$5" stays text, and MathJax would come from a CDN
 myst_heading_anchors = 3
 myst_all_links_external = True  # links stay as written, Quarto style (`client.html#x`); the browser test checks them
+nb_render_markdown_format = 'myst'  # Markdown outputs (result tables) render as HTML tables, as in Jupyter
 nb_execution_mode = 'off'      # notebooks are executed by their authors (outputs are the docs), never here
 nb_merge_streams = True
 nb_output_stderr = 'remove-warn'
