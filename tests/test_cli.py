@@ -12,19 +12,19 @@ from conftest import free_port, run_reference_script, stop_process, subprocess_e
 
 ORWD = str(Path(sys.executable).parent/"orwd")
 
-def orwd(*args: str, cwd: Path | str | None = None, input: str | None = None, timeout: float = 120,
+def orwd(*args: str, cwd: Path | str | None = None, input: str | None = None, timeout: float = 120, exe: str = ORWD,
          **env: str) -> subprocess.CompletedProcess:
     "Run the installed `orwd` with `args`; stdin is closed unless `input` is given."
-    return subprocess.run([ORWD, *args], cwd=cwd, input=input if input is not None else "", capture_output=True, text=True,
+    return subprocess.run([exe, *args], cwd=cwd, input=input if input is not None else "", capture_output=True, text=True,
                           timeout=timeout, env=subprocess_env(**env))
 
 @contextlib.contextmanager
-def orwd_serve(*args: str, cwd: Path, timeout: float = 60) -> tuple[str, subprocess.Popen, Path]:
+def orwd_serve(*args: str, cwd: Path, timeout: float = 60, exe: str = ORWD) -> tuple[str, subprocess.Popen, Path]:
     "Run `orwd serve ARGS --port P` in `cwd` until /health answers; yield (url, process, stdout file); stop it by PID."
     port = free_port()
     out = Path(tempfile.mkdtemp(prefix="orwd-serve-"))/"out"
     with open(out, "w") as f:
-        proc = subprocess.Popen([ORWD, "serve", *args, "--port", str(port)], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([exe, "serve", *args, "--port", str(port)], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=subprocess_env())
     url = f"http://127.0.0.1:{port}"
     try:
@@ -188,3 +188,23 @@ def test_no_colour_on_a_pipe_and_with_no_color(tmp_path):
         return b"".join(chunks)
     assert b"\x1b[" in on_tty()
     assert b"\x1b[" not in on_tty(NO_COLOR="1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+@pytest.mark.slow
+def test_fresh_virtualenv(tmp_path):
+    "pip install the package into a new virtualenv; then init, serve, tasks, play (scripted) and check with its orwd."
+    venv = tmp_path/"venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    r = subprocess.run([str(venv/"bin"/"pip"), "install", "-q", "--disable-pip-version-check", str(REPO)],
+                       capture_output=True, text=True, timeout=900, env=subprocess_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    exe = str(venv/"bin"/"orwd")
+    r = orwd("init", "demo", cwd=tmp_path, exe=exe)
+    assert r.returncode == 0, r.stderr
+    with orwd_serve("server.py", cwd=tmp_path/"demo", exe=exe) as (url, _, _out):
+        assert "What is 2+2?" in orwd("tasks", url, exe=exe).stdout
+        r = orwd("play", url, input='answer {"answer": "4"}\n', exe=exe)
+        assert "Correct!" in r.stdout and "total reward 1.0" in r.stdout
+        r = orwd("check", url, exe=exe)
+        assert r.returncode == 0 and ", 0 failed" in r.stdout, r.stdout
