@@ -152,6 +152,12 @@ def test_serve_targets_and_loopback(tmp_path):
     r = orwd("serve", "bad.py", cwd=tmp_path)
     assert r.returncode == 1 and "cannot load bad.py: RuntimeError: boom" in r.stderr and "Traceback" not in r.stderr
 
+def test_serve_refuses_a_broken_environment(tmp_path):
+    "A definition error is reported before anything claims to be serving."
+    (tmp_path/"nolist.py").write_text("from openreward.environments import Environment\nclass NoList(Environment):\n    pass\n")
+    r = orwd("serve", "nolist.py", cwd=tmp_path)
+    assert r.returncode == 1 and "does not implement list_splits, list_tasks" in r.stderr and "Serving" not in r.stdout
+
 def test_explore_unreachable():
     r = orwd("tasks", f"http://127.0.0.1:{free_port()}")
     assert r.returncode == 1 and "cannot reach the ORS server" in r.stderr and "Traceback" not in r.stderr
