@@ -128,6 +128,7 @@ def test_notebook_project_flow(tmp_path):
 @pytest.mark.slow
 def test_notebook_template_lesson_runs(tmp_path):
     "The generated notebook's lesson cell serves the environment and plays a task when the notebook is executed."
+    pytest.importorskip("nbclient", reason="needs Jupyter (a dev requirement; the wheel check installs only the library)")
     assert orwd("init", "nb-env", "--template", "notebook", cwd=tmp_path).returncode == 0
     r = subprocess.run([str(Path(sys.executable).parent/"jupyter"), "execute", "--output=executed.ipynb", "server.ipynb"],
                        cwd=tmp_path/"nb-env", capture_output=True, text=True, timeout=300, env=subprocess_env())
@@ -200,6 +201,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_fresh_virtualenv(tmp_path):
     "pip install the package into a new virtualenv; then init, serve, tasks, play (scripted) and check with its orwd."
+    if not (REPO/"setup.py").exists(): pytest.skip("needs the source tree (the wheel check runs the tests without it)")
     venv = tmp_path/"venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     r = subprocess.run([str(venv/"bin"/"pip"), "install", "-q", "--disable-pip-version-check", str(REPO)],
