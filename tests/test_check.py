@@ -69,3 +69,23 @@ def test_orwd_check_unreachable():
     from openreward.demo import free_port
     r = subprocess.run([ORWD, "check", f"http://127.0.0.1:{free_port()}", "--timeout", "2"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "ConnectError" in r.stdout and "Traceback" not in r.stderr
+
+def test_a_stream_that_never_ends_fails_in_bounded_time():
+    "A server that keeps a stream open with pings forever fails the check after 4 x the timeout, not never."
+    import asyncio, time
+    inner = Server(ENVIRONMENTS).app
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/create_session":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+            for _ in range(600):  # bounded: 60 s at most
+                await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+                await asyncio.sleep(0.1)
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await inner(scope, receive, send)
+    with serve_in_thread(app, timeout_graceful_shutdown=1) as url:
+        t0 = time.monotonic()
+        report = check_server(url, timeout=1, only=["create_session"])
+        assert time.monotonic() - t0 < 30
+    assert report["create_session"].status == "fail"
+    assert "did not end within 4 s" in report["create_session"].detail
