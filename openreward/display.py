@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MAX_ROWS', 'esc', 'code', 'json_code', 'card', 'table', 'plural', 'DisplayList', 'TaskList', 'ToolList', 'Prompt']
 
-# %% ../nbs/01a_display.ipynb #05b601ad
+# %% ../nbs/01a_display.ipynb #81ff3053
 import html
 import json
 from typing import Any, Iterable, Mapping, SupportsIndex
@@ -13,9 +13,9 @@ from typing import Any, Iterable, Mapping, SupportsIndex
 from fastcore.basics import patch
 
 from .errors import OpenRewardError
-from .types import ImageBlock, TextBlock, ToolSpec, _block_html, _html_json, _tools_html
+from .types import ImageBlock, TerminalToolSpec, TextBlock, ToolSpec, _block_html, _html_json, _tools_html
 
-# %% ../nbs/01a_display.ipynb #30c1bcdb
+# %% ../nbs/01a_display.ipynb #dd2a913a
 def esc(text: Any) -> str:
     "`text` (anything, via `str`) escaped for HTML."
     return html.escape(str(text))
@@ -40,7 +40,7 @@ def card(label: str,     # what the object is, in bold: "Task", "Session", …
     return (f'<div class="openreward-{esc(kind)}" style="border-left:3px solid #bbb;padding-left:0.5em;margin:0.3em 0">'
             f"<b>{esc(label)}</b> {head}{body}</div>")
 
-# %% ../nbs/01a_display.ipynb #f6068541
+# %% ../nbs/01a_display.ipynb #49992b26
 def table(headers: Iterable[str] | None,  # column titles (text); None: a table of label/value rows, no header
           rows: Iterable[Iterable[str]],    # cells (HTML)
           ) -> str:
@@ -53,7 +53,7 @@ def plural(n: int, word: str) -> str:
     "`n word` or `n words`."
     return f"{n} {word}{'' if n == 1 else 's'}"
 
-# %% ../nbs/01a_display.ipynb #db4956c9
+# %% ../nbs/01a_display.ipynb #bbcfc4e2
 class DisplayList(list):
     "A `list` that renders as an HTML card in notebooks; slicing keeps the type."
     label = "Items"
@@ -65,7 +65,7 @@ class DisplayList(list):
     def _head(self) -> str: return plural(len(self), "item")
     def _repr_html_(self) -> str: return card(self.label, self._head(), self._rows() if self else "")
 
-# %% ../nbs/01a_display.ipynb #dbcc2a3e
+# %% ../nbs/01a_display.ipynb #2013dd1d
 MAX_ROWS = 50  # rows a task table shows before it says how many more there are
 
 class TaskList(DisplayList):
@@ -80,7 +80,7 @@ class TaskList(DisplayList):
         more = f"<p>… and {len(self) - MAX_ROWS} more</p>" if len(self) > MAX_ROWS else ""
         return table(["#", "task_spec"], rows) + more
 
-# %% ../nbs/01a_display.ipynb #d1300cbb
+# %% ../nbs/01a_display.ipynb #3cee2f4f
 class ToolList(DisplayList):
     "Tools of an environment, as `list_tools` returns them: name, input and description."
     label = "Tools"
@@ -96,7 +96,13 @@ class Prompt(DisplayList):
     def _head(self) -> str: return "" if len(self) == 1 else plural(len(self), "block")
     def _rows(self) -> str: return "\n".join(_block_html(b) if isinstance(b, (TextBlock, ImageBlock)) else esc(b) for b in self)
 
-# %% ../nbs/01a_display.ipynb #2d710528
+# %% ../nbs/01a_display.ipynb #3d69a1f7
+@patch
+def _repr_html_(self: TerminalToolSpec) -> str:
+    "An HTML table row for the terminal tool, as in a full listing."
+    return _tools_html([], self)
+
+# %% ../nbs/01a_display.ipynb #57b93737
 _ERROR_FIELDS = ("reason", "detail", "status", "sid", "kind", "message")
 
 @patch
