@@ -4,13 +4,14 @@
 
 - `render` (no file): the whole site. Every processed notebook becomes a plain notebook (front matter -> title and
   summary, Quarto cell options -> myst-nb tags, `show_doc` link attributes stripped), named after its
-  `output-file` and ordered as in nbdev's sidebar; then Sphinx (myst-nb + furo) builds HTML with warnings as errors.
+  `output-file` and ordered as in nbdev's sidebar, except that the guides (`nbs/guides/`) come first, as their own
+  "Guides" group before the "Reference" pages; then Sphinx (myst-nb + furo) builds HTML with warnings as errors.
 - `render NB -o README.md -t gfm`: one notebook as GitHub-flavoured markdown (what `nbdev_readme` asks for).
 
 Both write into the project's `output-dir` (nbdev.yml: `_docs`) below the current directory, as Quarto does, so
 stock `nbdev_docs`, `nbdev_readme` and `nbdev_prepare` pick the results up unchanged.
 """
-import argparse, base64, configparser, html as htmllib, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, base64, configparser, html as htmllib, json, os, posixpath, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import yaml
@@ -115,7 +116,10 @@ def page_order(proc: Path) -> list[Path]:
         walk((yaml.safe_load(sb.read_text()) or {}).get('website', {}).get('sidebar', {}).get('contents'))
     order = [p for p in dict.fromkeys(order) if p in found]
     order += [p for p in found if p not in order]  # anything the sidebar misses still gets a page
-    return sorted(order, key=lambda p: (len(p.parts) > 1, p.name != 'index.ipynb', order.index(p)))
+    # The home page, then the guides (nbs/guides/: tutorials, read first), then the reference (the top-level
+    # notebooks), then any other folder. nbdev's sidebar.yml lists subfolders after the top level; here they lead.
+    def part(p: Path) -> int: return 0 if p.as_posix() == 'index.ipynb' else 1 if p.parts[0] == GUIDES else 2 if len(p.parts) == 1 else 3
+    return sorted(order, key=lambda p: (part(p), p.name != 'index.ipynb', order.index(p)))
 
 
 def prep_site(proc: Path, out: Path) -> dict:
@@ -140,19 +144,24 @@ def prep_site(proc: Path, out: Path) -> dict:
     # nbdev writes links to documented names as absolute URLs of the published site (doc_host + doc_baseurl): in
     # this build they become relative, so the local site is self-contained (anchors are fixed after the build).
     site_url = published_url(proc)
-    def relink(t: str) -> str:
-        if site_url: t = t.replace(f'({site_url}/', '(')
+    def relink(t: str, up: str) -> str:  # up: '../' per folder level of the page the text is on
+        if site_url: t = t.replace(f'({site_url}/', '(' + up)
         return nb_link.sub(lambda m: m.group(1) + names[m.group(2)] + '.html' + m.group(3), t)
     for name, fm, nb in pages:
+        up = '../' * name.count('/')
         cells = title_cells(fm, Path(name).name) if fm else []
         for c in plain_cells(nb['cells'][1:] if fm else nb['cells']):
-            if c['cell_type'] == 'markdown': c['source'] = relink(c['source'])
+            if c['cell_type'] == 'markdown': c['source'] = relink(c['source'], up)
             for o in c.get('outputs', []):
-                if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(o['data']['text/markdown'])
+                if 'text/markdown' in o.get('data', {}): o['data']['text/markdown'] = relink(o['data']['text/markdown'], up)
             cells.append(c)
         if name == 'index':  # the page tree, in sidebar order, hidden: furo shows it as the navigation
-            toc = '\n'.join(n for n, *_ in pages if n != 'index' and n not in facades)
-            cells.append(md_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```'))
+            shown = [n for n, *_ in pages if n != 'index' and n not in facades]
+            guides = [n for n in shown if n.startswith(GUIDES + '/')]
+            groups = [('Guides', guides), ('Reference', [n for n in shown if n not in guides])] if guides else [('', shown)]
+            for caption, toc in groups:
+                head = f':caption: {caption}\n' if caption else ''
+                cells.append(md_cell(f'```{{toctree}}\n:hidden:\n{head}:maxdepth: 1\n\n' + '\n'.join(toc) + '\n```'))
         if name == FACADE_PARENT and facades:  # the import-path pages, one entry in the sidebar
             cells.append(md_cell(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n' + '\n'.join(facades) + '\n```'))
         meta = {k: v for k, v in nb.get('metadata', {}).items() if k in ('kernelspec', 'language_info', 'widgets')}
@@ -173,6 +182,7 @@ def prep_site(proc: Path, out: Path) -> dict:
 
 
 FACADE_PARENT = 'public_api'
+GUIDES = 'guides'  # the folder of the tutorials (nbs/guides/), listed first in the navigation
 
 
 def settings(start: Path) -> dict:
@@ -197,7 +207,7 @@ def make_id(s: str) -> str:
     return re.sub(r'[^a-z0-9]+', '-', s.lower()).strip('-')
 
 
-HREF = re.compile(r'href="([^"#:/]+\.html)?#([^"]+)"')
+HREF = re.compile(r'href="((?:\.\./|[^"#:/.][^"#:/]*/)*[^"#:/]+\.html)?#([^"]+)"')  # in-site, relative
 IDS = re.compile(r'\sid="([^"]+)"')
 
 
@@ -210,12 +220,13 @@ def fix_anchors(html_dir: Path) -> int:
         text = p.read_text(encoding='utf-8')
         def sub(m):
             nonlocal fixed
-            target, anchor = m.group(1) or k, htmllib.unescape(m.group(2))
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(k), m.group(1))) if m.group(1) else k
+            anchor = htmllib.unescape(m.group(2))
             have = ids.get(target)
             if have is None or anchor in have: return m.group(0)
             fixed += 1
             alt = make_id(anchor)
-            return f'href="{m.group(1) or ""}#{alt}"' if alt in have else f'href="{m.group(1) or k}"'
+            return f'href="{m.group(1) or ""}#{alt}"' if alt in have else f'href="{m.group(1) or posixpath.basename(k)}"'
         new = HREF.sub(sub, text)
         if new != text: p.write_text(new, encoding='utf-8')
     return fixed

@@ -11,6 +11,7 @@ from .errors import ScoreGroupFailed, ScoreGroupUnsupported
 from .formats import Provider, convert_messages, sanitize_tool_schema
 from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, TerminalToolSpec, ToolCallBlock, ToolResultBlock,
                     ToolSpec)
+from . import client_display as _client_display  # the client objects' notebook displays (patched onto their classes)
 
 __all__ = ["AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset", "EnvironmentsAPI", "GroupCandidate",
            "GroupScore", "Message", "OpenReward", "Provider", "ReasoningBlock", "ScoreGroupFailed", "ScoreGroupUnsupported",

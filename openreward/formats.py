@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .display import ToolList
 from .types import ImageBlock, Message, TextBlock, ToolSpec
 
 # %% ../nbs/06a_formats.ipynb #7ba8a216
@@ -60,9 +61,9 @@ def sanitize_tool_schema(schema: Mapping[str, Any] | None,  # a tool's JSON sche
 # %% ../nbs/06a_formats.ipynb #a49e3474
 def format_tools(tools: Sequence[ToolSpec],  # tools as listed by the environment
                  format: Provider | None = None,  # None: the `ToolSpec`s themselves
-                 ) -> list[ToolSpec] | list[dict[str, Any]]:
-    "`tools` as `format`'s API declares functions (`list_tools(format=...)`)."
-    if format is None: return list(tools)
+                 ) -> ToolList:
+    "`tools` as `format`'s API declares functions (`list_tools(format=...)`), in a list that shows as a table."
+    if format is None: return ToolList(tools)
     if format not in PROVIDERS: raise ValueError(f"Invalid format: {format!r}; expected None or one of {list(PROVIDERS)}")
     out: list[dict[str, Any]] = []
     for t in tools:
@@ -73,7 +74,7 @@ def format_tools(tools: Sequence[ToolSpec],  # tools as listed by the environmen
         elif format == "anthropic":
             out.append({"type": "custom", **head, "input_schema": schema or {"type": "object", "properties": {}}})
         else: out.append({**head, "parameters": schema})
-    return out
+    return ToolList(out)
 
 # %% ../nbs/06a_formats.ipynb #c35310ca
 def _text_or_parts(blocks: Sequence[Any]) -> str | list[dict[str, Any]]:
