@@ -194,3 +194,37 @@ def test_export_jsonl_in_provider_format(db, tmp_path):
     whole = json.loads((tmp_path/"all.jsonl").read_text())
     assert [m["type"] for m in whole["messages"]] == ["user_message", "assistant_message", "tool_call", "tool_result"]
     api.close()
+
+EXITING = textwrap.dedent("""
+    import sys
+    from openreward.rollouts import RolloutAPI, UserMessage
+    r = RolloutAPI(store=sys.argv[1], upload=False).create("exiting", rollout_id="00000000-0000-4000-8000-0000000e0f00")
+    for i in range(5000): r.log(UserMessage(str(i)))
+    # no flush, no close: the interpreter's exit must commit what is queued
+""")
+
+def test_exit_without_flush_or_close_loses_nothing(db, tmp_path):
+    script = tmp_path/"exiting.py"; script.write_text(EXITING)
+    subprocess.run([sys.executable, str(script), db], check=True, env=subprocess_env(), timeout=120)
+    assert len(RolloutStore(db).get_rollout("00000000-0000-4000-8000-0000000e0f00").messages) == 5000
+
+def test_two_uploaders_share_the_waiting_events_without_duplicates(db):
+    platform, port = FakePlatform(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = uploading_api(db, url, shutdown_timeout=0.2)
+    rs = [first.create("shared", rollout_name=str(k)) for k in range(5)]
+    for i in range(3000): rs[i % 5].log(UserMessage(str(i)))
+    first.close()  # the platform is down: 5 starts and 3000 messages wait
+    with serve_in_thread(platform.app, port=port):
+        a, b = uploading_api(db, url), uploading_api(db, url)
+        done = []
+        threads = [threading.Thread(target=lambda api=api: done.append(api.sync(timeout=90))) for api in (a, b)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        a.close(); b.close()
+    assert done == [True, True]
+    ids = message_ids(platform)
+    assert len(ids) == 3000 and len(set(ids)) == 3000
+    starts = [e for e in events_of(platform.requests) if e["eventType"] == "rollout"]
+    assert len(starts) == 5
+    assert a.uploader.sent + b.uploader.sent == 3000  # each event counted once, by whichever uploader claimed it
