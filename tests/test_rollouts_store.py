@@ -192,7 +192,7 @@ def test_export_jsonl_in_provider_format(db, tmp_path):
     assert line["metadata"]["total_reward"] == 1.0
     assert api.export_jsonl(tmp_path/"all.jsonl") == 1
     whole = json.loads((tmp_path/"all.jsonl").read_text())
-    assert [m["type"] for m in whole["messages"]] == ["user_message", "assistant_message", "tool_call", "tool_result"]
+    assert [m["type"] for m in whole["messages"]] == ["user_message", "tool_call", "assistant_message", "tool_result"]
     api.close()
 
 EXITING = textwrap.dedent("""
