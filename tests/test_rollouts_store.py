@@ -228,3 +228,30 @@ def test_two_uploaders_share_the_waiting_events_without_duplicates(db):
     starts = [e for e in events_of(platform.requests) if e["eventType"] == "rollout"]
     assert len(starts) == 5
     assert a.uploader.sent + b.uploader.sent == 3000  # each event counted once, by whichever uploader claimed it
+
+def test_logging_from_async_code_does_no_io_on_the_event_loop_thread(db, monkeypatch):
+    import asyncio, httpx
+    import openreward.rollout_store as rs
+    io_threads: list[tuple[str, int]] = []
+    real_connect, real_send = rs.connect, httpx.Client.send
+    def connect(uri): io_threads.append(("sqlite", threading.get_ident())); return real_connect(uri)
+    def send(self, *a, **kw): io_threads.append(("http", threading.get_ident())); return real_send(self, *a, **kw)
+    platform = FakePlatform()
+    with serve_in_thread(platform.app) as url:
+        api = uploading_api(db, url)
+        monkeypatch.setattr(rs, "connect", connect)
+        monkeypatch.setattr(httpx.Client, "send", send)
+        async def agent() -> int:
+            r = api.create("async", environment="acme/arith")
+            for i in range(500): r.log(UserMessage(str(i)), reward=0.1)
+            assert await r.aflush()
+            assert await api.async_sync(60)
+            return threading.get_ident()
+        loop_thread = asyncio.run(agent())
+        during = list(io_threads)  # what happened while the agent ran (close() below runs on this thread, by design)
+        api.close()
+    io_threads = during
+    kinds = {k for k, _ in io_threads}
+    assert kinds == {"sqlite", "http"}  # the uploader did its I/O ...
+    assert loop_thread not in {t for _, t in io_threads}  # ... and none of it on the loop's thread
+    assert len(message_ids(platform)) == 500
