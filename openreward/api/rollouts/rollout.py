@@ -7,6 +7,10 @@ __all__ = ['Rollout', 'RolloutAPI']
 
 # %% ../../../nbs/90i_api_rollouts_rollout.ipynb #9095a77e
 from ...rollouts import Rollout, RolloutAPI
+# also importable here, as in the reference module (names it imports for its own use):
+from ...rollouts import (NormalizedEvent, RolloutConfig, RolloutInfo, RunInfo, SendLoopConfig, base_to_normalized,
+                                 openai_completions_to_normalized, serialize_anthropic_message, serialize_gdm_message,
+                                 serialize_openai_response)
 
 # %% ../../../nbs/90i_api_rollouts_rollout.ipynb #06fe34b7
 _all_ = ["Rollout", "RolloutAPI"]

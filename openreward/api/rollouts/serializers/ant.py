@@ -7,6 +7,8 @@ __all__ = ['serialize_anthropic_message']
 
 # %% ../../../../nbs/90o_api_rollouts_serializers_ant.ipynb #f0f44488
 from ....rollouts import serialize_anthropic_message
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent, get
 
 # %% ../../../../nbs/90o_api_rollouts_serializers_ant.ipynb #557a0334
 _all_ = ["serialize_anthropic_message"]

@@ -8,6 +8,8 @@ __all__ = ['AssistantMessage', 'ImageItem', 'ReasoningItem', 'SystemMessage', 'T
 
 # %% ../../../../nbs/90k_api_rollouts_serializers_base.ipynb #097de6d3
 from ....rollouts import AssistantMessage, ImageItem, ReasoningItem, SystemMessage, ToolCall, ToolResult, UploadType, UserMessage, base_to_normalized
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent, get
 
 # %% ../../../../nbs/90k_api_rollouts_serializers_base.ipynb #8c73c61d
 _all_ = ["AssistantMessage", "ImageItem", "ReasoningItem", "SystemMessage", "ToolCall", "ToolResult", "UploadType", "UserMessage", "base_to_normalized"]

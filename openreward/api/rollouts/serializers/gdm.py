@@ -7,6 +7,8 @@ __all__ = ['serialize_gdm_message']
 
 # %% ../../../../nbs/90p_api_rollouts_serializers_gdm.ipynb #28a52e0b
 from ....rollouts import serialize_gdm_message
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent, get
 
 # %% ../../../../nbs/90p_api_rollouts_serializers_gdm.ipynb #e9a36e26
 _all_ = ["serialize_gdm_message"]

@@ -8,6 +8,8 @@ __all__ = ['openai_completions_to_normalized', 'OpenAIChatAssistantMessage', 'Op
 
 # %% ../../../../nbs/90m_api_rollouts_serializers_oai_completions.ipynb #b64a06d7
 from ....rollouts import openai_completions_to_normalized, OpenAIChatAssistantMessage, OpenAIChatMessage, OpenAIChatSystemMessage, OpenAIChatToolMessage, OpenAIChatUserMessage, OpenAIToolCall, OpenAIToolFunction
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent, add_text_event
 
 # %% ../../../../nbs/90m_api_rollouts_serializers_oai_completions.ipynb #3b9c12a0
 _all_ = ["openai_completions_to_normalized", "OpenAIChatAssistantMessage", "OpenAIChatMessage", "OpenAIChatSystemMessage", "OpenAIChatToolMessage", "OpenAIChatUserMessage", "OpenAIToolCall", "OpenAIToolFunction"]

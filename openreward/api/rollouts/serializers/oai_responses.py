@@ -7,6 +7,8 @@ __all__ = ['serialize_openai_response', 'serialize_openai_response_items']
 
 # %% ../../../../nbs/90n_api_rollouts_serializers_oai_responses.ipynb #292d1d07
 from ....rollouts import serialize_openai_response, serialize_openai_response_items
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent, ensure_json_str, get
 
 # %% ../../../../nbs/90n_api_rollouts_serializers_oai_responses.ipynb #f27faed9
 _all_ = ["serialize_openai_response", "serialize_openai_response_items"]

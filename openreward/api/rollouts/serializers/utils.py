@@ -7,6 +7,8 @@ __all__ = ['get', 'add_text_event', 'ensure_json_str', 'stringify_if_needed']
 
 # %% ../../../../nbs/90q_api_rollouts_serializers_utils.ipynb #f143ff42
 from ....rollouts import get, add_text_event, ensure_json_str, stringify_if_needed
+# also importable here, as in the reference module (names it imports for its own use):
+from ....rollouts import NormalizedEvent
 
 # %% ../../../../nbs/90q_api_rollouts_serializers_utils.ipynb #b0c6c557
 _all_ = ["get", "add_text_event", "ensure_json_str", "stringify_if_needed"]
