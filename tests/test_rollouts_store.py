@@ -255,3 +255,26 @@ def test_logging_from_async_code_does_no_io_on_the_event_loop_thread(db, monkeyp
     assert kinds == {"sqlite", "http"}  # the uploader did its I/O ...
     assert loop_thread not in {t for _, t in io_threads}  # ... and none of it on the loop's thread
     assert len(message_ids(platform)) == 500
+
+def test_upload_pending_sends_what_earlier_processes_left(db, monkeypatch):
+    from openreward.rollouts import upload_pending
+    platform, port = FakePlatform(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = uploading_api(db, url, shutdown_timeout=0.2)
+    r = first.create("later")
+    for i in range(20): r.log(UserMessage(str(i)))
+    first.close()
+    monkeypatch.setenv("OPENREWARD_API_URL", url)
+    with serve_in_thread(platform.app, port=port):
+        assert upload_pending(api_key="sk-test", store=db, timeout=60)
+    assert len(message_ids(platform)) == 20
+    assert RolloutStore(db).get_rollout(r.event_id).upload == "sent"
+
+def test_memory_store_keeps_nothing_on_disk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api = RolloutAPI(store=":memory:", upload=False)
+    r = api.create("mem")
+    r.log(UserMessage("only in memory"))
+    assert [m.content for m in api.get_rollout(r.event_id).messages] == ["only in memory"]
+    api.close()
+    assert list(tmp_path.iterdir()) == []
