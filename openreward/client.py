@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .client_core import (
-    BUILTIN_TOOLSETS, DEFAULT_URL, USER_AGENT, WELL_KNOWN_SECRETS, Budget, BuiltinToolset, Endpoints,
-    EnvironmentCore, EventSink, Operation, RemoteError, Reply, Request, RetryPolicy, Secrets, SessionCore, Sleep,
-    Step, T, Task, adrive, drive, parse_blocks, parse_listing, parse_run_result, reply_error, secrets_header,
-    send_op, stream_op, with_subdomain, _CLEANUP_TIMEOUT, _md_json)
+    BUILTIN_TOOLSETS, DEFAULT_BASE_URL, DEFAULT_URL, OPENREWARD_API_KEY_ENV_VAR_NAME, USER_AGENT, WELL_KNOWN_SECRETS,
+    Budget, BuiltinToolset, Endpoints, EnvironmentCore, EventSink, MessageBlock, Operation, RemoteError, Reply, Request,
+    ResponseChars, RetryPolicy, Secrets, SessionCore, Sleep, Step, T, Task, TaskDifficulty, TrainingStage, adrive,
+    drive, parse_blocks, parse_listing, parse_run_result, reply_error, required_secrets_op, secrets_header, send_op,
+    stream_op, task_difficulty_op, with_subdomain, convert_tool_response, parse_terminal_tool, EnvironmentRef,
+    ServerRef, _CLEANUP_TIMEOUT, _md_json)
 from .client_io import (DRAIN_BYTES, LIMITS, SHARD_SESSIONS, TIMEOUT, AsyncIO, DirectRoute, Shards, SyncIO,
                                   adirect_send, direct_head, direct_send)
 from .errors import (AuthenticationError, HeartbeatTimeoutError, HTTPStatusError, MaxRetriesError,
@@ -34,7 +36,10 @@ __all__ = ['Session', 'AsyncSession', 'Environment', 'AsyncEnvironment', 'Enviro
            'DRAIN_BYTES', 'with_subdomain', 'Endpoints', 'secrets_header', 'Task', 'Request', 'Reply', 'Sleep', 'drive',
            'adrive', 'reply_error', 'RetryPolicy', 'Budget', 'EventSink', 'RemoteError', 'send_op', 'stream_op',
            'parse_blocks', 'EnvironmentCore', 'parse_listing', 'parse_run_result', 'SessionCore', 'Shards', 'SyncIO',
-           'AsyncIO', 'DirectRoute', 'direct_head', 'direct_send', 'adirect_send']
+           'AsyncIO', 'DirectRoute', 'direct_head', 'direct_send', 'adirect_send', 'DEFAULT_BASE_URL',
+           'OPENREWARD_API_KEY_ENV_VAR_NAME', 'MessageBlock', 'ResponseChars', 'TaskDifficulty', 'TrainingStage',
+           'required_secrets_op', 'task_difficulty_op', 'convert_tool_response', 'parse_terminal_tool',
+           'EnvironmentRef', 'ServerRef']
 
 # %% ../nbs/06_client.ipynb #5e43c58c
 _all_ = ["DEFAULT_URL", "USER_AGENT", "WELL_KNOWN_SECRETS", "Secrets", "Step", "Operation", "T", "BUILTIN_TOOLSETS",
@@ -42,7 +47,9 @@ _all_ = ["DEFAULT_URL", "USER_AGENT", "WELL_KNOWN_SECRETS", "Secrets", "Step", "
          "secrets_header", "Task", "Request", "Reply", "Sleep", "drive", "adrive", "reply_error", "RetryPolicy",
          "Budget", "EventSink", "RemoteError", "send_op", "stream_op", "parse_blocks", "EnvironmentCore",
          "parse_listing", "parse_run_result", "SessionCore", "Shards", "SyncIO", "AsyncIO", "DirectRoute",
-         "direct_head", "direct_send", "adirect_send"]
+         "direct_head", "direct_send", "adirect_send", "DEFAULT_BASE_URL", "OPENREWARD_API_KEY_ENV_VAR_NAME",
+         "MessageBlock", "ResponseChars", "TaskDifficulty", "TrainingStage", "required_secrets_op", "task_difficulty_op",
+         "convert_tool_response", "parse_terminal_tool", "EnvironmentRef", "ServerRef"]
 
 
 # %% ../nbs/06_client.ipynb #2013a2cc
@@ -272,6 +279,15 @@ class Environment(_EnvironmentBase):
                 env_overrides: Mapping[str, str] | None = None) -> Session:
         "A session on `task` (or on task `index` of `split`); open it with `with`."
         return Session(self._session_core(task, secrets, split, index, toolset, env_overrides), self._io)
+    def list_required_secrets(self) -> list[str]:
+        "The secret names the environment needs (asks the platform API)."
+        return drive(required_secrets_op(self._core), lambda req: self._io.send(self._core.endpoints.api_url, req))
+    def get_task_difficulty(self, *, split: str | None = None, model_name: str | None = None,
+                            min_model_params: int | None = None, max_model_params: int | None = None,
+                            training_stage: TrainingStage | None = None) -> list[TaskDifficulty]:
+        "Per-task reward statistics of the rollouts logged for this environment (asks the platform API)."
+        op = task_difficulty_op(self._core, split, model_name, min_model_params, max_model_params, training_stage)
+        return drive(op, lambda req: self._io.send(self._core.endpoints.api_url, req))
 
 class AsyncEnvironment(_EnvironmentBase):
     "A handle on an ORS environment (async)."
@@ -306,6 +322,15 @@ class AsyncEnvironment(_EnvironmentBase):
                 env_overrides: Mapping[str, str] | None = None) -> AsyncSession:
         "A session on `task` (or on task `index` of `split`); open it with `async with`."
         return AsyncSession(self._session_core(task, secrets, split, index, toolset, env_overrides), self._io)
+    async def list_required_secrets(self) -> list[str]:
+        "The secret names the environment needs (asks the platform API)."
+        return await adrive(required_secrets_op(self._core), lambda req: self._io.send(self._core.endpoints.api_url, req))
+    async def get_task_difficulty(self, *, split: str | None = None, model_name: str | None = None,
+                                  min_model_params: int | None = None, max_model_params: int | None = None,
+                                  training_stage: TrainingStage | None = None) -> list[TaskDifficulty]:
+        "Per-task reward statistics of the rollouts logged for this environment (asks the platform API)."
+        op = task_difficulty_op(self._core, split, model_name, min_model_params, max_model_params, training_stage)
+        return await adrive(op, lambda req: self._io.send(self._core.endpoints.api_url, req))
 
 # %% ../nbs/06_client.ipynb #6dbf064e
 class _EnvironmentsBase:

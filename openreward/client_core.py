@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -32,13 +32,18 @@ from .types import (GroupCandidate, GroupScore, ImageBlock, JSONObject, ListTool
 
 
 # %% auto #0
-__all__ = ['DEFAULT_URL', 'USER_AGENT', 'WELL_KNOWN_SECRETS', 'Secrets', 'Step', 'Operation', 'T', 'BUILTIN_TOOLSETS',
-           'BuiltinToolset', 'with_subdomain', 'Endpoints', 'secrets_header', 'Task', 'Request', 'Reply', 'Sleep',
-           'drive', 'adrive', 'reply_error', 'RetryPolicy', 'Budget', 'EventSink', 'RemoteError', 'send_op',
-           'stream_op', 'parse_blocks', 'EnvironmentCore', 'parse_listing', 'parse_run_result', 'SessionCore']
+__all__ = ['DEFAULT_URL', 'DEFAULT_BASE_URL', 'OPENREWARD_API_KEY_ENV_VAR_NAME', 'USER_AGENT', 'WELL_KNOWN_SECRETS', 'Secrets',
+           'Step', 'Operation', 'T', 'BUILTIN_TOOLSETS', 'BuiltinToolset', 'TrainingStage', 'MessageBlock',
+           'with_subdomain', 'Endpoints', 'secrets_header', 'Task', 'ServerRef', 'EnvironmentRef', 'Request', 'Reply',
+           'Sleep', 'drive', 'adrive', 'reply_error', 'RetryPolicy', 'Budget', 'EventSink', 'RemoteError', 'send_op',
+           'stream_op', 'parse_blocks', 'EnvironmentCore', 'parse_listing', 'convert_tool_response',
+           'parse_terminal_tool', 'ResponseChars', 'TaskDifficulty', 'required_secrets_op', 'task_difficulty_op',
+           'parse_run_result', 'SessionCore']
 
 # %% ../nbs/06c_client_core.ipynb #41a68c10
 DEFAULT_URL = "https://openreward.ai"
+DEFAULT_BASE_URL = DEFAULT_URL  # the reference's name for it (`openreward.client.DEFAULT_BASE_URL`)
+OPENREWARD_API_KEY_ENV_VAR_NAME = "OPENREWARD_API_KEY"  # where the key is read from when none is passed
 USER_AGENT = f"openreward-sdk/{__version__}"
 
 def with_subdomain(url: str,   # a URL such as "https://openreward.ai"
@@ -88,6 +93,7 @@ WELL_KNOWN_SECRETS: dict[str, list[str]] = {
                       "raw.githubusercontent.com"]}
 
 Secrets = Mapping[str, "str | tuple[str, list[str]]"]
+_OWN_KEY_ENTRIES = ("api_key", "OPENREWARD_API_KEY")
 
 def _platform_domains(endpoints: Endpoints, session_url: str, environ: Mapping[str, str]) -> list[str]:
     hosts = [urlsplit(u).hostname for u in (session_url, endpoints.api_url)]
@@ -106,6 +112,7 @@ def secrets_header(secrets: Secrets | None,  # user secrets: {KEY: value} (well-
     "The `X-Secrets` header value: base64 of `{KEY: {value, allowed_domains}}`, the client's key included."
     payload: dict[str, dict[str, Any]] = {}
     for key, entry in (secrets or {}).items():
+        if key in _OWN_KEY_ENTRIES: continue  # replaced by the client's own key below, whatever was passed
         if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
             payload[key] = {"value": entry[0], "allowed_domains": list(entry[1])}
         elif isinstance(entry, str):
@@ -139,6 +146,24 @@ class Task:
 
     def _repr_markdown_(self) -> str:
         return f"**Task** of `{self.deployment_name}` / `{self.environment_name}`: {_md_json(self.task_spec)}"
+
+# %% ../nbs/06c_client_core.ipynb #43244a7c
+@dataclass
+class ServerRef:
+    "A server, by name (the reference's `openreward.api.environments.types.Server` record)."
+    name: str
+
+@dataclass
+class EnvironmentRef:
+    "An environment of a server (the reference's `openreward.api.environments.types.Environment` record)."
+    server_name: str            # the server (deployment); may already be `namespace/name`
+    environment_name: str       # the environment class on it
+    namespace: str = "matrix"   # the owner, when `server_name` does not say it
+
+    @property
+    def deployment_name(self) -> str:
+        "`namespace/server_name`, or `server_name` itself when it already names its namespace."
+        return self.server_name if "/" in self.server_name else f"{self.namespace}/{self.server_name}"
 
 # %% ../nbs/06c_client_core.ipynb #0f3751a6
 @dataclass(frozen=True, slots=True)
@@ -208,8 +233,8 @@ def reply_error(reply: Reply,          # a reply that is not 2xx
     error = SessionResponseError.from_response(reply.status, text, reply.headers, url)
     if "Deployment not found." in error.message:  # the hosted router's answer to a misspelt name
         error = SessionResponseError(reply.status, "Deployment not found. Environment names are case-sensitive: is "
-                                     "this one spelt right?", body=text, url=url)
-    if reply.status == 401: return AuthenticationError(error.message, body=text, url=url)
+                                     "this one spelt right?", body=text, url=url, headers=reply.headers)
+    if reply.status == 401: return AuthenticationError(error.message, body=text, url=url, headers=reply.headers)
     if reply.status == 410 and sid is not None:
         return SessionTerminatedError(f"server returned 410: {error.message}", sid=sid, kind="environment")
     return error
@@ -406,6 +431,10 @@ class EnvironmentCore:
         try: return (yield from self.send(method, self.path(suffix), sid, json)).json()
         finally: yield from self.drop_sid(sid)
 
+    def env_name(self, res: Mapping[str, Any]) -> str:
+        "The environment a task listing names; a server that leaves `env_name` out means the one this handle names."
+        return res.get("env_name") or self.variant or self.name
+
     def tasks(self, raw: Sequence[JSONObject], env_name: str) -> list[Task]:
         return [Task(self.name, env_name, t, self.namespace) for t in raw]
 
@@ -414,19 +443,19 @@ class EnvironmentCore:
 
     def list_tasks(self, split: str) -> Operation:
         res = yield from self.catalogue("POST", "/tasks", {"split": split})
-        return self.tasks(res["tasks"], res["env_name"])
+        return self.tasks(res["tasks"], self.env_name(res))
 
     def num_tasks(self, split: str) -> Operation:
         return (yield from self.catalogue("POST", "/num_tasks", {"split": split}))["num_tasks"]
 
     def get_task(self, split: str, index: int) -> Operation:
         res = yield from self.catalogue("POST", "/task", {"split": split, "index": index})
-        return Task(self.name, res["env_name"], res["task"], self.namespace)
+        return Task(self.name, self.env_name(res), res["task"], self.namespace)
 
     def get_task_range(self, split: str, start: int | None = None, stop: int | None = None) -> Operation:
         body = {"split": split} | ({"start": start} if start is not None else {}) | ({"stop": stop} if stop is not None else {})
         res = yield from self.catalogue("POST", "/task_range", body)
-        return self.tasks(res["tasks"], res["env_name"])
+        return self.tasks(res["tasks"], self.env_name(res))
 
     def listing(self) -> Operation:
         return parse_listing((yield from self.catalogue("GET", "/tools")))
@@ -437,6 +466,78 @@ def parse_listing(raw: Mapping[str, Any]) -> ListToolsOutput:
     term = raw.get("terminal_tool")
     return ListToolsOutput(tools=tools, terminal_tool=TerminalToolSpec.model_validate(_known(term, TerminalToolSpec)) if term else None,
                            supports_score_group=raw.get("supports_score_group"), message_block_types=raw.get("message_block_types"))
+
+# %% ../nbs/06c_client_core.ipynb #c993a4b0
+def convert_tool_response(res: Mapping[str, Any],        # a `/tools` answer, as JSON
+                          format: Provider | None = None,  # None: `ToolSpec`s; else that provider's tool format
+                          ) -> list[ToolSpec] | list[dict[str, Any]]:
+    "The tools of a `/tools` answer, as `ToolSpec`s or in a provider's format."
+    return format_tools(parse_listing(res).tools, format)
+
+def parse_terminal_tool(res: Mapping[str, Any],  # a `/tools` answer, as JSON
+                        ) -> TerminalToolSpec | None:
+    "The terminal tool of a `/tools` answer, or None (none declared, or a server that predates the field)."
+    return parse_listing(res).terminal_tool
+
+# %% ../nbs/06c_client_core.ipynb #82a341f3
+TrainingStage = Literal["pretrained", "sft", "rl"]
+MessageBlock = TextBlock | ImageBlock | ReasoningBlock | ToolCallBlock | ToolResultBlock  # one block of a `Message`
+
+@dataclass
+class ResponseChars:
+    "Characters of model-written content per rollout (text, tool-call arguments, reasoning): mean and percentiles."
+    mean: float
+    p1: float
+    p10: float
+    p25: float
+    p50: float
+    p75: float
+    p90: float
+    p99: float
+
+@dataclass
+class TaskDifficulty:
+    "How one task has gone so far: the rewards of its logged rollouts, and how long their responses ran."
+    task_index: int                 # the task's index in its split
+    avg_reward: float               # mean reward over the rollouts
+    min_reward: float               # lowest reward
+    max_reward: float               # highest reward
+    num_rollouts: int               # how many rollouts the figures come from
+    response_chars: ResponseChars   # response lengths across those rollouts
+    split: str | None = None        # the split, when the platform groups by it
+    variant: str | None = None      # the variant, when the platform groups by it
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> TaskDifficulty:
+        "Read one row of the platform's answer (fields it does not know are ignored)."
+        chars = ResponseChars(**{f: raw["response_chars"][f] for f in ResponseChars.__dataclass_fields__})
+        return cls(raw["task_index"], raw["avg_reward"], raw["min_reward"], raw["max_reward"], raw["num_rollouts"],
+                   chars, raw.get("split"), raw.get("variant"))
+
+def _platform_request(core: EnvironmentCore, owner: str, what: str, query: Mapping[str, Any] | None = None) -> Request:
+    headers = {"User-Agent": USER_AGENT} | ({"X-API-Key": core.endpoints.api_key} if core.endpoints.api_key else {})
+    params = urlencode({k: str(v) for k, v in (query or {}).items() if v is not None})
+    return Request("GET", f"/v1/environments/{owner}/{core.name}/{what}" + (f"?{params}" if params else ""), headers)
+
+def required_secrets_op(core: EnvironmentCore) -> Operation:
+    "Operation (platform API): the names of the secrets the environment needs."
+    return (yield from send_op(_platform_request(core, core.namespace or "", "required-secrets"), core.policy)).json()["secrets"]
+
+def task_difficulty_op(core: EnvironmentCore,                 # the environment
+                       split: str | None = None,              # only this split (default: every split, each its own rows)
+                       model_name: str | None = None,         # only rollouts logged under this model name
+                       min_model_params: int | None = None,   # only rollouts of models at least this large
+                       max_model_params: int | None = None,   # only rollouts of models at most this large
+                       training_stage: TrainingStage | None = None,  # only "pretrained", "sft" or "rl" rollouts
+                       ) -> Operation:
+    "Operation (platform API): per-task difficulty of the environment (its variant's, if the handle has one)."
+    if not core.namespace:
+        raise ValueError(f"Task difficulty is kept per environment owner, and {core.name!r} has none: get the "
+                         f"environment as 'owner/{core.name}'.")
+    query = {"variant": core.variant, "split": split, "model_name": model_name, "min_model_params": min_model_params,
+             "max_model_params": max_model_params, "training_stage": training_stage}
+    res = yield from send_op(_platform_request(core, core.namespace, "task-difficulty", query), core.policy)
+    return [TaskDifficulty.from_json(t) for t in res.json()["tasks"]]
 
 # %% ../nbs/06c_client_core.ipynb #6d4e0c29
 _REASONS = ("not_found", "name_collision", "input_validation", "bad_input_shape", "episode_finished")
