@@ -3,10 +3,10 @@
 Hand-maintained (nbdev rewrites only the version line): the top-level names of the reference SDK that this
 package implements, re-exported from the modules that define them.
 """
-__version__ = "0.1.0"
+__version__ = "0.1.167.1"
 
 from .client import (AsyncEnvironmentsAPI, AsyncOpenReward, AsyncSession, BuiltinToolset, EnvironmentsAPI, OpenReward,
-                     Session)
+                     ResponseChars, Session, TaskDifficulty)
 from .errors import ScoreGroupFailed, ScoreGroupUnsupported
 from .formats import Provider, convert_messages, sanitize_tool_schema
 from .rollouts import (AssistantMessage, ImageItem, ReasoningItem, Rollout, RolloutAPI, RolloutInfo, RunInfo, RunType,
@@ -15,8 +15,9 @@ from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, Termina
                     ToolSpec)
 from . import client_display as _client_display  # the client objects' notebook displays (patched onto their classes)
 
-__all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset", "EnvironmentsAPI",
-           "GroupCandidate", "GroupScore", "ImageItem", "Message", "OpenReward", "Provider", "ReasoningBlock", "ReasoningItem",
-           "Rollout", "RolloutAPI", "RolloutInfo", "RunInfo", "RunType", "ScoreGroupFailed", "ScoreGroupUnsupported", "Session",
-           "SystemMessage", "TerminalToolSpec", "ToolCall", "ToolCallBlock", "ToolResult", "ToolResultBlock", "ToolSpec",
-           "TrainingStage", "UploadType", "UserMessage", "convert_messages", "sanitize_tool_schema"]
+__all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset",
+           "convert_messages", "EnvironmentsAPI", "GroupCandidate", "GroupScore", "ImageItem", "Message",
+           "OpenReward", "Provider", "ReasoningBlock", "ReasoningItem", "ResponseChars", "Rollout", "RolloutAPI",
+           "RolloutInfo", "RunInfo", "RunType", "sanitize_tool_schema", "ScoreGroupFailed", "ScoreGroupUnsupported",
+           "Session", "SystemMessage", "TaskDifficulty", "TerminalToolSpec", "ToolCall", "ToolCallBlock",
+           "ToolResult", "ToolResultBlock", "ToolSpec", "TrainingStage", "UploadType", "UserMessage"]

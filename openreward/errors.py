@@ -4,12 +4,14 @@
 
 # %% auto #0
 __all__ = ['ToolCallErrorReason', 'OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRetriesError',
-           'HeartbeatTimeoutError', 'SSEError', 'HTTPStatusError', 'SessionResponseError', 'AuthenticationError',
-           'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed', 'EnvironmentDefinitionError']
+           'HeartbeatTimeoutError', 'SSEError', 'ResponseHeaders', 'HTTPStatusError', 'SessionResponseError',
+           'AuthenticationError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
+           'EnvironmentDefinitionError']
 
 # %% ../nbs/01_errors.ipynb #95a51849
 import json
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 # %% ../nbs/01_errors.ipynb #00334acf
 class OpenRewardError(Exception):
@@ -65,6 +67,30 @@ class SSEError(TransportError):
     "The server-sent event stream was malformed, or ended before its final event."
 
 # %% ../nbs/01_errors.ipynb #204a45e2
+class ResponseHeaders(Mapping[str, str]):
+    "A reply's headers: read-only, case-insensitive (`h['Retry-After'] == h['retry-after']`) and picklable."
+
+    def __init__(self, headers: Mapping[str, str] | None = None,  # the headers as received
+                 ) -> None:
+        self._items = {k.lower(): (k, v) for k, v in (headers or {}).items()}
+    def __getitem__(self, key: str) -> str: return self._items[key.lower()][1]
+    def __iter__(self): return (k for k, _ in self._items.values())
+    def __len__(self) -> int: return len(self._items)
+    def __repr__(self) -> str: return f"ResponseHeaders({dict(self)!r})"
+
+def _aiohttp_response_error() -> type:
+    "aiohttp's `ClientResponseError` when aiohttp is installed, else `Exception`; aiohttp is never required."
+    try: from aiohttp import ClientResponseError
+    except ImportError: return Exception
+    return ClientResponseError
+
+class _ResponseErrorBase(_aiohttp_response_error()):
+    "The last base of `SessionResponseError`: makes it an `aiohttp.ClientResponseError` where aiohttp exists."
+    request_info, history = None, ()  # aiohttp's attributes; a reply of ours has no aiohttp request behind it
+
+    def __init__(self, *args: Any) -> None: Exception.__init__(self, *args)  # not aiohttp's (request_info, history, ...)
+    __str__, __repr__ = Exception.__str__, Exception.__repr__
+
 class HTTPStatusError(TransportError):
     "The server answered with an HTTP error status."
 
@@ -75,7 +101,7 @@ class HTTPStatusError(TransportError):
         self.status, self.body = status, body
         super().__init__(f"HTTP {status}: {body}" if body else f"HTTP {status}")
 
-class SessionResponseError(HTTPStatusError):
+class SessionResponseError(HTTPStatusError, _ResponseErrorBase):
     "An environment server answered with an error status; `message` is its `detail`."
 
     def __init__(self,
@@ -86,8 +112,10 @@ class SessionResponseError(HTTPStatusError):
                  url: str | None = None,  # the request URL
                  retry_after: float | None = None,  # seconds, from a `Retry-After` header
                  backend_starting: bool = False,  # True when the server said the environment is still starting
+                 headers: Mapping[str, str] | None = None,  # the reply's headers
                  ) -> None:
         self.message, self.url, self.retry_after, self.backend_starting = message, url, retry_after, backend_starting
+        self.headers = ResponseHeaders(headers)
         super().__init__(status, body)
         self.args = (f"HTTP {status}{f' from {url}' if url else ''}: {message}",)
 
@@ -102,12 +130,11 @@ class SessionResponseError(HTTPStatusError):
         try: detail = json.loads(text).get("detail", text)
         except (ValueError, AttributeError): detail = text
         if not isinstance(detail, str): detail = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
-        if status == 401: return AuthenticationError(detail, body=text, url=url)
-        headers = headers or {}
-        retry = (headers.get("retry-after") or headers.get("Retry-After") or "").strip()
-        state = headers.get("x-backend-state") or headers.get("X-Backend-State")
+        headers = ResponseHeaders(headers)
+        if status == 401: return AuthenticationError(detail, body=text, url=url, headers=headers)
+        retry = headers.get("retry-after", "").strip()
         return SessionResponseError(status, detail, body=text, url=url, retry_after=float(retry) if retry.isdigit() else None,
-                                    backend_starting=state == "starting")
+                                    backend_starting=headers.get("x-backend-state") == "starting", headers=headers)
 
 # %% ../nbs/01_errors.ipynb #fb51d042
 class AuthenticationError(SessionResponseError):
@@ -119,8 +146,9 @@ class AuthenticationError(SessionResponseError):
                  status: int = 401,  # the HTTP status code
                  body: str | None = None,  # the raw response body
                  url: str | None = None,  # the request URL
+                 headers: Mapping[str, str] | None = None,  # the reply's headers
                  ) -> None:
-        super().__init__(status, message, body=body, url=url)
+        super().__init__(status, message, body=body, url=url, headers=headers)
         self.args = (f"Authentication failed ({message}): set OPENREWARD_API_KEY or pass api_key= to the client",)
 
 # %% ../nbs/01_errors.ipynb #7ae8ba92

@@ -171,3 +171,40 @@ def fake():
     with serve_in_thread(f.app) as url:
         f.url = url
         yield f
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inspect AI with the inspect-openreward bridge (PyPI), in a cached venv of its own; our package comes from this
+# checkout through PYTHONPATH, so the cached venv never holds a stale copy of ours.
+# ---------------------------------------------------------------------------------------------------------------
+
+INSPECT_VENV = REPO/".cache"/"inspect-venv"
+INSPECT_AI_VERSION = "0.3.285"
+INSPECT_OPENREWARD_VERSION = "0.3.0"
+
+def ensure_inspect_venv(venv: Path = INSPECT_VENV) -> Path:
+    "Create (once, under a file lock) a venv with inspect-ai, inspect-openreward (--no-deps) and our requirements."
+    import configparser
+    python, stamp = venv/"bin"/"python", venv/"orw-ready"
+    cfg = configparser.ConfigParser(); cfg.read(REPO/"settings.ini")
+    wanted = f"inspect-ai=={INSPECT_AI_VERSION} inspect-openreward=={INSPECT_OPENREWARD_VERSION} {cfg['DEFAULT']['requirements']}"
+    if stamp.exists() and stamp.read_text() == wanted: return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent/"inspect-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == wanted: return python
+        if not python.exists(): subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        for args in ([f"inspect-ai=={INSPECT_AI_VERSION}", *cfg["DEFAULT"]["requirements"].split()],
+                     ["--no-deps", f"inspect-openreward=={INSPECT_OPENREWARD_VERSION}"]):
+            r = subprocess.run(pip + args, capture_output=True, text=True, cwd=tempfile.gettempdir(), env=subprocess_env())
+            if r.returncode != 0:
+                msg = f"!!! INSPECT AI UNAVAILABLE: `pip install {' '.join(args)}` failed; the test is SKIPPED !!!\n{r.stderr[-3000:]}"
+                sys.stderr.write("\n" + msg + "\n")
+                pytest.skip(msg)
+        stamp.write_text(wanted)
+    return python
+
+@pytest.fixture(scope="session")
+def inspect_python() -> Path:
+    "Path to the python of a venv holding Inspect AI and inspect-openreward (our openreward comes via PYTHONPATH)."
+    return ensure_inspect_venv()
