@@ -24,6 +24,7 @@ from .errors import (AuthenticationError, HeartbeatTimeoutError, HTTPStatusError
                                OpenRewardError, ScoreGroupFailed, ScoreGroupUnsupported, SessionResponseError,
                                SessionTerminatedError, SSEError, ToolCallError, ToolFailed, TransportError)
 from .formats import Provider, convert_messages, format_tools
+from .display import Prompt, TaskList
 from .sse import ResultAssembler, SSEDecoder
 from .sse import SSEError as MalformedStream
 from .types import (GroupCandidate, GroupScore, ImageBlock, JSONObject, ListToolsOutput, Message,
@@ -435,8 +436,8 @@ class EnvironmentCore:
         "The environment a task listing names; a server that leaves `env_name` out means the one this handle names."
         return res.get("env_name") or self.variant or self.name
 
-    def tasks(self, raw: Sequence[JSONObject], env_name: str) -> list[Task]:
-        return [Task(self.name, env_name, t, self.namespace) for t in raw]
+    def tasks(self, raw: Sequence[JSONObject], env_name: str) -> TaskList:
+        return TaskList(Task(self.name, env_name, t, self.namespace) for t in raw)
 
     def list_splits(self) -> Operation:
         return [s["name"] if isinstance(s, dict) else s for s in (yield from self.catalogue("GET", "/splits"))]
@@ -658,7 +659,7 @@ class SessionCore:
 
     def version(self) -> Operation: return (yield from self.env.send("GET", "/version", self._live())).json()
 
-    def get_prompt(self) -> Operation: return parse_blocks((yield from self._get("/prompt")))
+    def get_prompt(self) -> Operation: return Prompt(parse_blocks((yield from self._get("/prompt"))))
 
     def get_messages(self, format: Provider | None = None) -> Operation:
         if self._messages:
