@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 import ctypes
 import ctypes.util
+import gc
 import hashlib
 import hmac
 import itertools
@@ -28,8 +29,8 @@ from starlette.requests import Request
 from .sse import escape_line_separators
 
 # %% auto #0
-__all__ = ['API_KEY_ENV', 'DEFAULT_MAX_BODY', 'PIECE_CHARS', 'Credentials', 'body_too_large', 'read_body', 'UserThreads', 'Lane',
-           'json_pieces', 'Payload', 'stream_chunks', 'release_memory']
+__all__ = ['API_KEY_ENV', 'DEFAULT_MAX_BODY', 'PIECE_CHARS', 'M_MMAP_THRESHOLD', 'Credentials', 'body_too_large', 'read_body',
+           'UserThreads', 'Lane', 'json_pieces', 'Payload', 'stream_chunks', 'tune_malloc', 'release_memory']
 
 # %% ../nbs/05a_guards.ipynb #7da4dcd2
 API_KEY_ENV = "OPENREWARD_SERVER_API_KEY"  # comma-separated keys a server accepts when none are passed to it
@@ -291,17 +292,24 @@ def stream_chunks(pieces: Iterator[str], # text in pieces of any size
     yield "end", buf
 
 # %% ../nbs/05a_guards.ipynb #4a30e4a8
-def _libc_trim() -> Callable[[int], int] | None:
+def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"): return None
-    try: trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError): return None  # not glibc (musl has no malloc_trim)
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError: return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # glibc (musl has neither)
 
-_TRIM = _libc_trim()
+_LIBC = _libc()
+_TRIM = _LIBC.malloc_trim if _LIBC is not None else None
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+def tune_malloc(threshold: int = 1 << 20, # bytes from which a block gets its own mapping
+               ) -> bool:
+    "Pin glibc's mmap threshold so large freed blocks go back to the system at once; True if glibc took it."
+    return _LIBC is not None and _LIBC.mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
 def release_memory() -> bool:
-    "Return free heap pages to the operating system where the C library allows it; True if it was asked."
+    "Collect garbage, then return free heap pages to the operating system where the C library allows it; True if it was asked."
+    gc.collect()  # a result held only by a reference cycle (a finished task's traceback, say) goes now, not at some later pass
     if _TRIM is None: return False
     _TRIM(0)
     return True

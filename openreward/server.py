@@ -38,7 +38,7 @@ from . import __version__
 from .authoring import Environment, call_user, check_environment, invoke_tool, list_session_tools, user_threads
 from .errors import EnvironmentDefinitionError
 from .guards import (DEFAULT_MAX_BODY, Credentials, Lane, Payload, UserThreads, read_body, release_memory,
-                     stream_chunks)
+                     stream_chunks, tune_malloc)
 from .sse import ServerSentEvent, encode_event, escape_line_separators, ping_comment, result_events
 from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Message, RunToolError,
                               RunToolOutput, RunToolSuccess, ScoreGroupOutput, ScoreGroupRequest, Split, SplitRequest,
@@ -486,6 +486,7 @@ class Server:
                  result_ttl: float = 60.0, # seconds a finished call's result stays available for re-attach
                  max_results: int = 4096, # most finished results kept for re-attach
                  tune_gc: bool = True, # while serving, collect garbage less often (see `tuned_gc`)
+                 tune_malloc: bool = True, # while serving, large freed blocks go back to the system (see `guards.tune_malloc`)
                  api_key: str | Sequence[str] | None = None, # key(s) clients must send as X-API-Key; None: OPENREWARD_SERVER_API_KEY, if set
                  max_body: int = DEFAULT_MAX_BODY, # most bytes a request body may have (413 beyond)
                  user_threads: int = 32, # threads for user sync code of sessions (tools, setup, teardown, prompt)
@@ -510,7 +511,7 @@ class Server:
             self.envs[key] = cls
         self.default = next(iter(self.envs))
         self.return_errors, self.session_ttl, self.reap_interval = return_errors, session_ttl, reap_interval
-        self.setup_wait, self.ping_interval, self.tune_gc = setup_wait, ping_interval, tune_gc
+        self.setup_wait, self.ping_interval, self.tune_gc, self.tune_malloc = setup_wait, ping_interval, tune_gc, tune_malloc
         self.credentials = Credentials(api_key)
         self.max_body, self.session_threads = max_body, session_threads
         self.setup_timeout, self.teardown_timeout, self.shutdown_timeout = setup_timeout, teardown_timeout, shutdown_timeout
@@ -636,24 +637,21 @@ async def _parsed(server: Server, request: Request, parse: Callable[..., Any], *
     return await asyncio.to_thread(parse, raw, *args)  # the default executor: the server's own threads, not the user pool
 
 # %% ../nbs/05_server.ipynb #14b66cb3
-async def _bounded(coro: Awaitable[Any], timeout: float | None) -> tuple[bool, Any]:
-    "`(True, result)` of `coro` if it finishes within `timeout` seconds, else `(False, None)` with it cancelled (not awaited)."
-    task = asyncio.ensure_future(coro)
-    try: done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        task.cancel()
+async def _within(coro: Awaitable[Any], timeout: float | None) -> bool:
+    "Await `coro` for at most `timeout` seconds (None: no limit); False if the deadline cut it off."
+    deadline = asyncio.timeout(timeout)  # cancels it at the deadline: a sync call in the pool is abandoned
+    try:
+        async with deadline: await coro
+    except TimeoutError:
+        if deadline.expired(): return False
         raise
-    if not done:
-        task.cancel()  # a sync call in the pool is abandoned; an async one that ignores this is let go
-        return False, None
-    return True, task.result()
+    return True
 
 async def _run_setup(server: Server, s: Session) -> None:
     "Run `setup()` for `s` within `setup_timeout`, record a failure, and release the requests waiting for it."
     user_threads.set(s.lane.run)
     try:
-        finished, _ = await _bounded(call_user(s.env.setup), server.setup_timeout)
-        if not finished:
+        if not await _within(call_user(s.env.setup), server.setup_timeout):
             s.error = TimeoutError(f"setup() did not finish within {server.setup_timeout} s (setup_timeout)")
             logger.error("setup timed out; the session is dropped", extra={"fields": {"session_id": s.sid, "timeout": server.setup_timeout}})
             asyncio.ensure_future(end_session(server, session_key(s.owner, s.sid), "its setup() timed out"))
@@ -683,8 +681,7 @@ async def end_session(server: Server, key: str, # the session's `session_key`
     if type(s.env).teardown is not Environment.teardown:
         token = user_threads.set(s.lane.run)
         try:
-            finished, _ = await _bounded(call_user(s.env.teardown), server.teardown_timeout)
-            if not finished:
+            if not await _within(call_user(s.env.teardown), server.teardown_timeout):
                 logger.error("teardown timed out; abandoned", extra={"fields": {"session_id": s.sid, "timeout": server.teardown_timeout}})
         except Exception as e:
             logger.error("teardown failed", extra={"fields": {"session_id": s.sid, "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
@@ -719,7 +716,7 @@ def _begin_shutdown(self: Server) -> None:
     loop = asyncio.get_running_loop()
     if self._deadline is None: self._deadline = loop.time() + self.shutdown_timeout
     for s in list(self.sessions.values()):
-        for call in list(s.calls): self.calls.cancel(call, f"cancelled: {_WHY['shutdown']}")
+        for call in list(s.calls): self.calls.cancel(call, f"cancelled: {_WHY['shutdown']} while the call ran")
 
 @_method
 async def _aclose(self: Server) -> None:
@@ -1054,6 +1051,7 @@ def _build_app(self: Server) -> ASGIApp:
     async def lifespan(app):
         with tuned_gc() if server.tune_gc else contextlib.nullcontext():
             server._loop = asyncio.get_running_loop()
+            if server.tune_malloc: tune_malloc()
             _ensure_reaper(server)
             try: yield
             finally: await server.aclose()
