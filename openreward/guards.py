@@ -213,15 +213,37 @@ class _Worker(threading.Thread):
 # %% ../nbs/05a_guards.ipynb #f2d673b5
 class Lane:
     "A cap on how many of a pool's threads one caller (a session) may hold at once."
-    __slots__ = ("pool", "limit")
+    __slots__ = ("pool", "cap", "running", "waiting")  # small: a busy server keeps one per idle session
     def __init__(self, pool: UserThreads, # the shared pool
                  cap: int, # most calls of this caller running at once
                 ) -> None:
-        self.pool, self.limit = pool, asyncio.Semaphore(cap)
+        self.pool, self.cap, self.running = pool, cap, 0
+        self.waiting: deque[asyncio.Future] | None = None  # made when a call first has to wait
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         "Call `fn` in the pool, within this lane's cap."
-        async with self.limit: return await self.pool.run(fn, *args, **kwargs)
+        if self.running < self.cap and not self.waiting: self.running += 1
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            if self.waiting is None: self.waiting = deque()
+            self.waiting.append(fut)
+            try: await fut  # granted: `running` already counts this call
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled(): self._release()
+                elif self.waiting is not None:
+                    with contextlib.suppress(ValueError): self.waiting.remove(fut)
+                raise
+        try: return await self.pool.run(fn, *args, **kwargs)
+        finally: self._release()
+
+    def _release(self) -> None:
+        self.running -= 1
+        while self.waiting and self.running < self.cap:
+            fut = self.waiting.popleft()
+            if not fut.done():
+                self.running += 1
+                fut.set_result(None)
+        if not self.waiting: self.waiting = None
 
 # %% ../nbs/05a_guards.ipynb #1a0593f1
 PIECE_CHARS = 1 << 16  # characters of a long string serialised at a time

@@ -19,7 +19,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -38,17 +37,18 @@ from . import __version__
 from .authoring import Environment, call_user, check_environment, invoke_tool, list_session_tools, user_threads
 from .errors import EnvironmentDefinitionError
 from .guards import (DEFAULT_MAX_BODY, Credentials, Lane, Payload, UserThreads, read_body, release_memory,
-                     stream_chunks, tune_malloc)
-from .sse import ServerSentEvent, encode_event, escape_line_separators, ping_comment, result_events
+                               tune_malloc)
+from .sessions import (SSE_HEADERS, STREAM_AT, Call, CallRegistry, EventStream, Session, SetupFailed,  # noqa: F401
+                                 new_task_id, session_key)  # (Call, new_task_id: still importable from here)
+from .sse import ServerSentEvent, encode_event, escape_line_separators
 from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Message, RunToolError,
                               RunToolOutput, RunToolSuccess, ScoreGroupOutput, ScoreGroupRequest, Split, SplitRequest,
                               TaskRangeRequest, TaskRequest, TextBlock, ToolCall, ToolOutput)
 
 # %% auto #0
-__all__ = ['MAX_JSON_DEPTH', 'logger', 'SSE_HEADERS', 'STREAM_AT', 'SEND_BYTES', 'PARSE_OFF_LOOP', 'json_bytes', 'json_response',
-           'error_bytes', 'body_errors', 'BodyError', 'JSONLimitError', 'parse_json', 'parse_body', 'decode_secrets',
-           'redact', 'LogFormatter', 'setup_logging', 'Session', 'session_key', 'SetupFailed', 'Call', 'new_task_id',
-           'CallRegistry', 'EventStream', 'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
+__all__ = ['MAX_JSON_DEPTH', 'logger', 'PARSE_OFF_LOOP', 'json_bytes', 'json_response', 'error_bytes', 'body_errors', 'BodyError',
+           'JSONLimitError', 'parse_json', 'parse_body', 'decode_secrets', 'redact', 'LogFormatter', 'setup_logging',
+           'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -222,227 +222,6 @@ def setup_logging(structured: bool | None = None, # JSON lines; default: whether
     root.setLevel(level.upper())
     root.propagate = False
     return handler
-
-# %% ../nbs/05_server.ipynb #c4019e29
-class Session:
-    "The server's record of one live session."
-    __slots__ = ("sid", "env", "toolset", "secrets", "touched", "pending", "setup_task", "error", "ended", "owner",
-                 "lane", "calls")
-    def __init__(self, sid: str, env: Environment, toolset: Any = None, secrets: dict[str, str] | None = None,
-                 owner: str = "", # id of the API key that created it ("" without authentication)
-                 lane: Lane | None = None, # its share of the user-thread pool
-                ) -> None:
-        self.sid, self.env, self.toolset, self.secrets = sid, env, toolset, secrets or None
-        self.owner, self.lane = owner, lane
-        self.calls: set[Call] = set()  # its calls still running
-        self.touched = time.monotonic()
-        self.pending: asyncio.Future | None = None  # resolved when setup() ends (or the session does)
-        self.setup_task: asyncio.Task | None = None
-        self.error: BaseException | None = None  # what setup() raised
-        self.ended = False
-
-    def __repr__(self) -> str:
-        state = "ended" if self.ended else "failed" if self.error else "starting" if self.pending else "ready"
-        return f"Session({self.sid!r}, {type(self.env).__name__}, {state})"
-
-def session_key(owner: str, # the owner id of the request's API key ("" without authentication)
-                sid: str, # the X-Session-ID
-               ) -> str:
-    "Where a session is filed: by its id alone without authentication, else by owner and id."
-    return f"{owner}/{sid}" if owner else sid
-
-class SetupFailed(Exception):
-    "Raised for a request to a session whose setup() failed; carries the original exception."
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-# %% ../nbs/05_server.ipynb #075ce0d1
-class Call:
-    "One tool call or group scoring, running or finished."
-    __slots__ = ("task", "result", "error", "describe", "owner", "ended", "size")
-    def __init__(self, task: asyncio.Task, # the detached work
-                 describe: Callable[[BaseException], str] = str, # error message of an exception it raises
-                 owner: str = "", # owner id of the API key that started it
-                ) -> None:
-        self.task: asyncio.Task | None = task
-        self.describe, self.owner = describe, owner
-        self.result: str | Payload | None = None  # the JSON payload (whole, or to be written in pieces), on success
-        self.error: str | None = None  # the error message, on failure
-        self.size = 0  # characters its result takes (for the re-attach budget)
-        self.ended: asyncio.Future = task.get_loop().create_future()  # resolved once the outcome is known
-        task.add_done_callback(lambda _: self.settle())
-
-    @property
-    def running(self) -> bool:
-        "Whether the outcome is still to come."
-        task = self.task
-        if task is not None and task.done(): self.settle()  # done a moment ago: its callback has not run yet
-        return not self.ended.done()
-
-    def settle(self) -> None:
-        "Record the outcome of the finished task and let go of the task (idempotent)."
-        task = self.task
-        if task is None or not task.done(): return
-        if task.cancelled(): self.error = "cancelled"
-        elif (e := task.exception()) is not None: self.error = self.describe(e)
-        else:
-            self.result = task.result()
-            self.size = self.result.size if isinstance(self.result, Payload) else len(self.result)
-        self.task = None
-        if not self.ended.done(): self.ended.set_result(None)
-
-    def cancel(self, reason: str, # the `error` event the call's streams end with
-              ) -> bool:
-        "End a running call now with `reason`: its task is cancelled (and let go of, even if it does not stop)."
-        task = self.task
-        if task is None or not self.running: return False
-        self.task, self.error = None, reason
-        task.cancel()
-        self.ended.set_result(None)
-        return True
-
-def new_task_id() -> str:
-    "A fresh, unguessable task id: 32 hex digits of a random version-4 UUID, like the reference's."
-    b = bytearray(os.urandom(16))
-    b[6], b[8] = b[6] & 0x0F | 0x40, b[8] & 0x3F | 0x80
-    return b.hex()
-
-class CallRegistry:
-    "Running and recently finished calls by task id, bounded in time, number and bytes."
-    def __init__(self, ttl: float = 60.0, # seconds a finished result stays available for re-attach
-                 cap: int = 4096, # most finished results kept
-                 budget: int = 256 * 2**20, # most characters of finished results kept (the oldest go first)
-                ) -> None:
-        self.ttl, self.cap, self.budget = ttl, cap, budget
-        self.calls: dict[str, Call] = {}
-        self.finished: deque[tuple[float, str]] = deque()
-        self.kept = 0  # characters of the finished results kept
-        self.freed = 0  # characters of results dropped since `release_memory` last ran
-        self.strays = 0  # cancelled calls whose task has not stopped yet
-
-    def start(self, coro: Awaitable[str | Payload], # produces the JSON payload, or raises
-              describe: Callable[[BaseException], str] = str, # error message of an exception
-              session: Session | None = None, # the session it belongs to (cancelled when it ends)
-             ) -> tuple[str, Call]:
-        "Run `coro` as a detached task; return its new task id and record."
-        self.purge()
-        task_id = new_task_id()
-        call = self.calls[task_id] = Call(asyncio.ensure_future(coro), describe, session.owner if session else "")
-        if session is not None:
-            session.calls.add(call)
-            call.ended.add_done_callback(lambda _: session.calls.discard(call))
-        def done(_: asyncio.Future) -> None:
-            self.finished.append((time.monotonic(), task_id))
-            self.kept += call.size
-            if self.kept > self.budget: self.purge()
-        call.ended.add_done_callback(done)
-        return task_id, call
-
-    def get(self, task_id: str, # the id a stream opened with
-            owner: str = "", # owner id of the asking API key: another owner's call is not found
-           ) -> Call | None:
-        "The call with this id, if it is running or finished recently enough."
-        self.purge()
-        call = self.calls.get(task_id)
-        return call if call is not None and call.owner == owner else None
-
-    def cancel(self, call: Call, reason: str) -> None:
-        "Cancel `call` with `reason`, counting it as a stray until its task really stops."
-        task = call.task
-        if not call.cancel(reason) or task.done(): return
-        self.strays += 1
-        def stopped(_: asyncio.Task) -> None: self.strays -= 1
-        task.add_done_callback(stopped)
-
-    def purge(self) -> None:
-        "Forget finished results older than `ttl`, the oldest beyond `cap`, and the oldest while over `budget`."
-        limit = time.monotonic() - self.ttl
-        while self.finished and (self.finished[0][0] < limit or len(self.finished) > self.cap or self.kept > self.budget):
-            call = self.calls.pop(self.finished.popleft()[1], None)
-            if call is not None:
-                self.kept -= call.size
-                self.freed += call.size
-
-# %% ../nbs/05_server.ipynb #e0232230
-SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no"),
-               (b"content-type", b"text/event-stream; charset=utf-8")]
-
-def _error_event(message: str) -> bytes:
-    # a message may quote tool input: a lone surrogate goes out as its `\\udXXX` escape
-    return encode_event(ServerSentEvent("error", message.encode("utf-8", "backslashreplace").decode()))
-
-def _final(call: Call) -> bytes:
-    "The closing events of a finished call with a small result: chunks and end, or error."
-    if call.error is not None: return _error_event(call.error)
-    return b"".join(encode_event(e) for e in result_events(call.result))
-
-STREAM_AT = 1 << 18  # results of more characters are written and sent in pieces
-SEND_BYTES = 1 << 16  # bytes of events gathered per send when a result goes out in pieces
-
-class EventStream:
-    "ASGI response that streams one call: `task_id`, pings while it runs, then its result or error."
-    def __init__(self, task_id: str | None, # None: the id was unknown, send only an error
-                 call: Call | None, # the call to follow
-                 ping_interval: float = 10.0, # seconds between keep-alive comments
-                ) -> None:
-        self.task_id, self.call, self.ping_interval = task_id, call, ping_interval
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        call = self.call
-        if call is None:
-            await send({"type": "http.response.body", "body": encode_event(ServerSentEvent("error", "unknown task_id"))})
-            return
-        head = encode_event(ServerSentEvent("task_id", self.task_id))
-        if call.running: await asyncio.sleep(0)  # an async tool that never suspends is done after one loop turn
-        if call.running: await asyncio.wait({call.ended}, timeout=0.005)  # a quick sync tool, in its thread
-        self._watcher: asyncio.Future | None = None
-        try:
-            if call.running:
-                await send({"type": "http.response.body", "body": head, "more_body": True})
-                head = b""
-                if not await self._follow(call, receive, send): return
-            if call.error is not None or call.size <= STREAM_AT:
-                await send({"type": "http.response.body", "body": head + _final(call)})
-            else: await self._stream(call, head, receive, send)
-        finally:
-            if self._watcher is not None: self._watcher.cancel()
-
-    def _gone(self, receive: Receive) -> bool:
-        "Whether the client has disconnected (watching `receive` without waiting)."
-        w = self._watcher
-        if w is None: w = self._watcher = asyncio.ensure_future(receive())
-        if not w.done(): return False
-        if not w.cancelled() and w.result().get("type") == "http.disconnect": return True
-        self._watcher = asyncio.ensure_future(receive())
-        return False
-
-    async def _follow(self, call: Call, receive: Receive, send: Send) -> bool:
-        "Ping until `call` finishes (True), or until the client disconnects (False)."
-        while call.running:
-            if self._gone(receive): return False
-            done, _ = await asyncio.wait({call.ended, self._watcher}, timeout=self.ping_interval,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if not done: await send({"type": "http.response.body", "body": ping_comment(), "more_body": True})
-        return not self._gone(receive)
-
-    async def _stream(self, call: Call, head: bytes, receive: Receive, send: Send) -> None:
-        "Send a large result as it is written, a few events per send, at the pace the client reads."
-        result = call.result
-        out, size = [head], len(head)
-        try:
-            for kind, data in stream_chunks(result.pieces() if isinstance(result, Payload) else iter((result,))):
-                out.append(piece := encode_event(ServerSentEvent(kind, data)))
-                size += len(piece)
-                if size >= SEND_BYTES and kind == "chunk":
-                    if self._gone(receive): return
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})  # waits while the client is behind
-                    out, size = [], 0
-        except Exception as e:  # a value that cannot be written as JSON: the stream ends with the reason
-            logger.error("writing a result failed", extra={"fields": {"error": f"{type(e).__name__}: {e}"}})
-            out = [_error_event(f"the result could not be serialised: {type(e).__name__}")]
-        await send({"type": "http.response.body", "body": b"".join(out)})
 
 # %% ../nbs/05_server.ipynb #57dc2570
 _ROOT_NAMES = frozenset({"health", "version", "ping", "list_environments", "create", "delete", "create_session",
@@ -672,7 +451,7 @@ async def end_session(server: Server, key: str, # the session's `session_key`
     if s is None: return False
     s.ended = True
     reason = f"cancelled: {_WHY.get(why, why)} while the call ran"
-    for call in list(s.calls): server.calls.cancel(call, reason)
+    for call in list(s.calls or ()): server.calls.cancel(call, reason)
     task = s.setup_task
     if task is not None and not task.done():
         task.cancel()
@@ -716,7 +495,7 @@ def _begin_shutdown(self: Server) -> None:
     loop = asyncio.get_running_loop()
     if self._deadline is None: self._deadline = loop.time() + self.shutdown_timeout
     for s in list(self.sessions.values()):
-        for call in list(s.calls): self.calls.cancel(call, f"cancelled: {_WHY['shutdown']} while the call ran")
+        for call in list(s.calls or ()): self.calls.cancel(call, f"cancelled: {_WHY['shutdown']} while the call ran")
 
 @_method
 async def _aclose(self: Server) -> None:
@@ -803,7 +582,7 @@ def _stats(self: Server) -> dict:
     "Sessions, calls, results kept for re-attach, and the user-thread pools: what `GET /health?detail=1` answers."
     calls = self.calls
     return {"status": "ok", "sessions": len(self.sessions), "auth": self.credentials.required, "max_body": self.max_body,
-            "calls": {"running": sum(len(s.calls) for s in self.sessions.values()), "cancelled_still_running": calls.strays,
+            "calls": {"running": sum(len(s.calls or ()) for s in self.sessions.values()), "cancelled_still_running": calls.strays,
                       "results_kept": len(calls.finished), "result_chars_kept": calls.kept, "result_budget": calls.budget},
             "threads": {"sessions": self.threads.stats() | {"per_session": self.session_threads},
                         "catalogue": self.catalogue_threads.stats()}}
