@@ -63,7 +63,7 @@ class SetupFailed(Exception):
 # %% ../nbs/05b_sessions.ipynb #075ce0d1
 class Call:
     "One tool call or group scoring, running or finished."
-    __slots__ = ("task", "result", "error", "describe", "owner", "ended", "size")
+    __slots__ = ("task", "result", "error", "describe", "owner", "ended", "size", "on_end")
     def __init__(self, task: asyncio.Task, # the detached work
                  describe: Callable[[BaseException], str] = str, # error message of an exception it raises
                  owner: str = "", # owner id of the API key that started it
@@ -74,7 +74,13 @@ class Call:
         self.error: str | None = None  # the error message, on failure
         self.size = 0  # characters its result takes (for the re-attach budget)
         self.ended: asyncio.Future = task.get_loop().create_future()  # resolved once the outcome is known
+        self.on_end: list[Callable[[], None]] = []  # run at once when the outcome is known (before anyone sees it)
         task.add_done_callback(lambda _: self.settle())
+
+    def _end(self) -> None:
+        self.ended.set_result(None)
+        for f in self.on_end: f()
+        self.on_end = []
 
     @property
     def running(self) -> bool:
@@ -93,7 +99,7 @@ class Call:
             self.result = task.result()
             self.size = self.result.size if isinstance(self.result, Payload) else len(self.result)
         self.task = None
-        if not self.ended.done(): self.ended.set_result(None)
+        if not self.ended.done(): self._end()
 
     def cancel(self, reason: str, # the `error` event the call's streams end with
               ) -> bool:
@@ -102,7 +108,7 @@ class Call:
         if task is None or not self.running: return False
         self.task, self.error = None, reason
         task.cancel()
-        self.ended.set_result(None)
+        self._end()
         return True
 
 def new_task_id() -> str:
@@ -135,12 +141,12 @@ class CallRegistry:
         if session is not None:
             if session.calls is None: session.calls = set()
             session.calls.add(call)
-            call.ended.add_done_callback(lambda _: session.calls.discard(call))
-        def done(_: asyncio.Future) -> None:
+            call.on_end.append(lambda: session.calls.discard(call))
+        def done() -> None:
             self.finished.append((time.monotonic(), task_id))
             self.kept += call.size
             if self.kept > self.budget: self.purge()
-        call.ended.add_done_callback(done)
+        call.on_end.append(done)
         return task_id, call
 
     def get(self, task_id: str, # the id a stream opened with
