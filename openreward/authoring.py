@@ -12,6 +12,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
@@ -23,15 +24,20 @@ from .types import (SUPPORTED_MESSAGE_BLOCK_TYPES, GroupCandidate, GroupScore, I
                               Split, TerminalToolSpec, TextBlock, ToolCallBlock, ToolOutput, ToolResultBlock, ToolSpec)
 
 # %% auto #0
-__all__ = ['call_user', 'ToolOptions', 'tool', 'terminal', 'ToolInfo', 'ToolTable', 'table_of', 'Toolset', 'flatten_messages',
-           'as_split', 'Environment', 'resolve_tool', 'invoke_tool', 'list_session_tools', 'check_environment']
+__all__ = ['user_threads', 'call_user', 'ToolOptions', 'tool', 'terminal', 'ToolInfo', 'ToolTable', 'table_of', 'Toolset',
+           'flatten_messages', 'as_split', 'Environment', 'resolve_tool', 'invoke_tool', 'list_session_tools',
+           'check_environment']
 
 # %% ../nbs/03_authoring.ipynb #fa95b00e
+# How `call_user` runs sync code in the current context: a server sets its bounded pool; None: `asyncio.to_thread`
+user_threads: ContextVar[Callable[..., Awaitable[Any]] | None] = ContextVar("openreward_user_threads", default=None)
+
 async def call_user(fn: Callable[..., Any], # a user-written function, method or class
                     *args: Any, **kwargs: Any) -> Any:
     "Call user code without blocking the loop: `async def` on the loop, anything else in a worker thread."
     if inspect.iscoroutinefunction(fn): return await fn(*args, **kwargs)
-    res = await asyncio.to_thread(fn, *args, **kwargs)
+    run = user_threads.get()
+    res = await (asyncio.to_thread(fn, *args, **kwargs) if run is None else run(fn, *args, **kwargs))
     return (await res) if inspect.isawaitable(res) else res
 
 # %% ../nbs/03_authoring.ipynb #8ecffe07

@@ -10,14 +10,15 @@ import base64
 import binascii
 import contextlib
 import gc
+import ipaddress
 import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -33,18 +34,21 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
-from .authoring import Environment, call_user, check_environment, invoke_tool, list_session_tools
+from .authoring import Environment, call_user, check_environment, invoke_tool, list_session_tools, user_threads
 from .errors import EnvironmentDefinitionError
-from .sse import ServerSentEvent, encode_event, ping_comment, result_events
+from .guards import (DEFAULT_MAX_BODY, Credentials, Lane, Payload, UserThreads, read_body, release_memory,
+                               tune_malloc)
+from .sessions import (SSE_HEADERS, STREAM_AT, Call, CallRegistry, EventStream, Session, SetupFailed,  # noqa: F401
+                                 new_task_id, session_key)  # (Call, new_task_id: still importable from here)
+from .sse import ServerSentEvent, encode_event, escape_line_separators
 from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Message, RunToolError,
                               RunToolOutput, RunToolSuccess, ScoreGroupOutput, ScoreGroupRequest, Split, SplitRequest,
-                              TaskRangeRequest, TaskRequest, TextBlock, ToolCall)
+                              TaskRangeRequest, TaskRequest, TextBlock, ToolCall, ToolOutput)
 
 # %% auto #0
-__all__ = ['MAX_JSON_DEPTH', 'logger', 'SSE_HEADERS', 'json_bytes', 'json_response', 'error_bytes', 'body_errors', 'BodyError',
+__all__ = ['MAX_JSON_DEPTH', 'logger', 'PARSE_OFF_LOOP', 'json_bytes', 'json_response', 'error_bytes', 'body_errors', 'BodyError',
            'JSONLimitError', 'parse_json', 'parse_body', 'decode_secrets', 'redact', 'LogFormatter', 'setup_logging',
-           'Session', 'SetupFailed', 'Call', 'new_task_id', 'CallRegistry', 'EventStream', 'RedirectToDefault',
-           'Server', 'end_session', 'openapi_document', 'tuned_gc']
+           'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -219,141 +223,6 @@ def setup_logging(structured: bool | None = None, # JSON lines; default: whether
     root.propagate = False
     return handler
 
-# %% ../nbs/05_server.ipynb #c4019e29
-class Session:
-    "The server's record of one live session."
-    __slots__ = ("sid", "env", "toolset", "secrets", "touched", "pending", "setup_task", "error", "ended")
-    def __init__(self, sid: str, env: Environment, toolset: Any = None, secrets: dict[str, str] | None = None) -> None:
-        self.sid, self.env, self.toolset, self.secrets = sid, env, toolset, secrets or None
-        self.touched = time.monotonic()
-        self.pending: asyncio.Future | None = None  # resolved when setup() ends (or the session does)
-        self.setup_task: asyncio.Task | None = None
-        self.error: BaseException | None = None  # what setup() raised
-        self.ended = False
-
-    def __repr__(self) -> str:
-        state = "ended" if self.ended else "failed" if self.error else "starting" if self.pending else "ready"
-        return f"Session({self.sid!r}, {type(self.env).__name__}, {state})"
-
-class SetupFailed(Exception):
-    "Raised for a request to a session whose setup() failed; carries the original exception."
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-# %% ../nbs/05_server.ipynb #075ce0d1
-class Call:
-    "One tool call or group scoring, running or finished."
-    __slots__ = ("task", "result", "error", "describe")
-    def __init__(self, task: asyncio.Task, # the detached work
-                 describe: Callable[[BaseException], str] = str, # error message of an exception it raises
-                ) -> None:
-        self.task: asyncio.Task | None = task
-        self.describe = describe
-        self.result: str | None = None  # the JSON payload, on success
-        self.error: str | None = None  # the error message, on failure
-
-    @property
-    def running(self) -> bool:
-        "Whether the work is still going."
-        return self.task is not None and not self.task.done()
-
-    def settle(self) -> None:
-        "Record the outcome of the finished task and let go of the task (idempotent)."
-        task = self.task
-        if task is None or not task.done(): return
-        if task.cancelled(): self.error = "cancelled"
-        elif (e := task.exception()) is not None: self.error = self.describe(e)
-        else: self.result = task.result()
-        self.task = None
-
-def new_task_id() -> str:
-    "A fresh, unguessable task id: 32 hex digits of a random version-4 UUID, like the reference's."
-    b = bytearray(os.urandom(16))
-    b[6], b[8] = b[6] & 0x0F | 0x40, b[8] & 0x3F | 0x80
-    return b.hex()
-
-class CallRegistry:
-    "Running and recently finished calls by task id, bounded in time and number."
-    def __init__(self, ttl: float = 60.0, # seconds a finished result stays available for re-attach
-                 cap: int = 4096, # most finished results kept
-                ) -> None:
-        self.ttl, self.cap = ttl, cap
-        self.calls: dict[str, Call] = {}
-        self.finished: deque[tuple[float, str]] = deque()
-
-    def start(self, coro: Awaitable[str], # produces the JSON payload, or raises
-              describe: Callable[[BaseException], str] = str, # error message of an exception
-             ) -> tuple[str, Call]:
-        "Run `coro` as a detached task; return its new task id and record."
-        self.purge()
-        task_id = new_task_id()
-        call = self.calls[task_id] = Call(asyncio.ensure_future(coro), describe)
-        def done(task: asyncio.Task) -> None:
-            call.settle()
-            self.finished.append((time.monotonic(), task_id))
-        call.task.add_done_callback(done)
-        return task_id, call
-
-    def get(self, task_id: str) -> Call | None:
-        "The call with this id, if it is running or finished recently enough."
-        self.purge()
-        return self.calls.get(task_id)
-
-    def purge(self) -> None:
-        "Forget finished results older than `ttl`, and the oldest beyond `cap`."
-        limit = time.monotonic() - self.ttl
-        while self.finished and (self.finished[0][0] < limit or len(self.finished) > self.cap):
-            self.calls.pop(self.finished.popleft()[1], None)
-
-# %% ../nbs/05_server.ipynb #e0232230
-SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"connection", b"keep-alive"), (b"x-accel-buffering", b"no"),
-               (b"content-type", b"text/event-stream; charset=utf-8")]
-
-def _final(call: Call) -> bytes:
-    "The closing events of a finished call: chunks and end, or error."
-    if call.error is not None:  # a message may quote tool input: a lone surrogate goes out as its `\\udXXX` escape
-        return encode_event(ServerSentEvent("error", call.error.encode("utf-8", "backslashreplace").decode()))
-    return b"".join(encode_event(e) for e in result_events(call.result))
-
-class EventStream:
-    "ASGI response that streams one call: `task_id`, pings while it runs, then its result or error."
-    def __init__(self, task_id: str | None, # None: the id was unknown, send only an error
-                 call: Call | None, # the call to follow
-                 ping_interval: float = 10.0, # seconds between keep-alive comments
-                ) -> None:
-        self.task_id, self.call, self.ping_interval = task_id, call, ping_interval
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        call = self.call
-        if call is None:
-            await send({"type": "http.response.body", "body": encode_event(ServerSentEvent("error", "unknown task_id"))})
-            return
-        head = encode_event(ServerSentEvent("task_id", self.task_id))
-        if call.running: await asyncio.sleep(0)  # an async tool that never suspends is done after one loop turn
-        if call.running: await asyncio.wait({call.task}, timeout=0.005)  # a quick sync tool, in its thread
-        if call.running:
-            await send({"type": "http.response.body", "body": head, "more_body": True})
-            head = b""
-            if not await self._follow(call, receive, send): return
-        call.settle()
-        await send({"type": "http.response.body", "body": head + _final(call)})
-
-    async def _follow(self, call: Call, receive: Receive, send: Send) -> bool:
-        "Ping until `call` finishes (True), or until the client disconnects (False)."
-        watcher = asyncio.ensure_future(receive())
-        try:
-            while call.running:
-                done, _ = await asyncio.wait({call.task, watcher}, timeout=self.ping_interval,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if watcher in done:
-                    if watcher.result().get("type") == "http.disconnect": return False
-                    watcher = asyncio.ensure_future(receive())
-                elif not done: await send({"type": "http.response.body", "body": ping_comment(), "more_body": True})
-            return True
-        finally: watcher.cancel()
-
 # %% ../nbs/05_server.ipynb #57dc2570
 _ROOT_NAMES = frozenset({"health", "version", "ping", "list_environments", "create", "delete", "create_session",
                          "delete_session", "openapi.json", "docs", "redoc"})
@@ -396,6 +265,16 @@ class Server:
                  result_ttl: float = 60.0, # seconds a finished call's result stays available for re-attach
                  max_results: int = 4096, # most finished results kept for re-attach
                  tune_gc: bool = True, # while serving, collect garbage less often (see `tuned_gc`)
+                 tune_malloc: bool = True, # while serving, large freed blocks go back to the system (see `guards.tune_malloc`)
+                 api_key: str | Sequence[str] | None = None, # key(s) clients must send as X-API-Key; None: OPENREWARD_SERVER_API_KEY, if set
+                 max_body: int = DEFAULT_MAX_BODY, # most bytes a request body may have (413 beyond)
+                 user_threads: int = 32, # threads for user sync code of sessions (tools, setup, teardown, prompt)
+                 session_threads: int = 8, # most of those one session may hold at once
+                 catalogue_threads: int = 8, # threads for user sync code of the catalogue and /create
+                 result_budget: int = 256 * 2**20, # most characters of finished results kept for re-attach
+                 setup_timeout: float | None = 600.0, # seconds setup() may take before the session is dropped
+                 teardown_timeout: float = 30.0, # seconds teardown() may take before it is abandoned
+                 shutdown_timeout: float = 8.0, # seconds shutdown may take in all, whatever user code does
                 ) -> None:
         if not environments: raise ValueError("Server requires at least one environment to be provided.")
         if return_errors not in ("none", "exception", "stacktrace"):
@@ -411,9 +290,17 @@ class Server:
             self.envs[key] = cls
         self.default = next(iter(self.envs))
         self.return_errors, self.session_ttl, self.reap_interval = return_errors, session_ttl, reap_interval
-        self.setup_wait, self.ping_interval, self.tune_gc = setup_wait, ping_interval, tune_gc
-        self.sessions: dict[str, Session] = {}
-        self.calls = CallRegistry(result_ttl, max_results)
+        self.setup_wait, self.ping_interval, self.tune_gc, self.tune_malloc = setup_wait, ping_interval, tune_gc, tune_malloc
+        self.credentials = Credentials(api_key)
+        self.max_body, self.session_threads = max_body, session_threads
+        self.setup_timeout, self.teardown_timeout, self.shutdown_timeout = setup_timeout, teardown_timeout, shutdown_timeout
+        self.threads = UserThreads(user_threads, "openreward-session")
+        self.catalogue_threads = UserThreads(catalogue_threads, "openreward-catalogue")
+        self.sessions: dict[str, Session] = {}  # by `session_key`
+        self.calls = CallRegistry(result_ttl, max_results, result_budget)
+        self.closing = False  # shutdown has begun: running calls were cancelled
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline: float | None = None  # loop time by which shutdown must be over
         self._reaper: asyncio.Task | None = None
         self._tools = {k: c.list_tools().model_dump_json().encode() for k, c in self.envs.items()}
         self._splits = {k: c._list_splits_cached() for k, c in self.envs.items()}
@@ -442,7 +329,7 @@ def _secrets_of(server: Server, request: Request) -> dict[str, str] | None:
     "The secrets in play for `request`: decoded by /create, or those of its session."
     secrets = getattr(request.state, "secrets", None)
     if secrets is None:
-        s = server.sessions.get(request.headers.get("x-session-id", "").strip())
+        s = server.sessions.get(session_key(_owner(server, request) or "", request.headers.get("x-session-id", "").strip()))
         secrets = s.secrets if s is not None else None
     return secrets
 
@@ -456,10 +343,23 @@ def _failure(server: Server, request: Request, exc: BaseException) -> Response:
               "stacktrace": trace}[server.return_errors]
     return json_response(error_bytes(detail), 500)
 
-def _guard(server: Server, fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+_UNAUTHORIZED = "Missing or invalid API key: send one of the server's keys in the X-API-Key header"
+
+def _owner(server: Server, request: Request) -> str | None:
+    "The owner id of the request's API key: '' without authentication, None if the key is missing or wrong."
+    creds = server.credentials
+    return creds.owner(request.headers.get("x-api-key")) if creds.required else ""
+
+def _guard(server: Server, fn: Callable[[Request], Awaitable[Any]],
+           public: bool = False, # answer without an API key (liveness and version probes)
+          ) -> Callable[[Request], Awaitable[Any]]:
     "Wrap an endpoint so that every outcome is an answer: HTTP errors as JSON, failures as 500 per `return_errors`."
     async def answer(request: Request) -> Any:
-        try: return await fn(request)
+        user_threads.set(server.catalogue_threads.run)  # sync user code outside a session; session work sets its lane
+        try:
+            if not public and server.credentials.required and _owner(server, request) is None:
+                raise HTTPException(401, _UNAUTHORIZED)
+            return await fn(request)
         except HTTPException as e: return _error_response(e)
         except SetupFailed as e: return _failure(server, request, e.error)
         except Exception as e: return _failure(server, request, e)
@@ -481,9 +381,11 @@ def _sid(request: Request) -> str:
     return sid
 
 def _live(server: Server, request: Request) -> Session:
-    s = server.sessions.get(_sid(request))
+    "The request's session (404 for an unknown id, and for another API key's session alike); sets its thread lane."
+    s = server.sessions.get(session_key(_owner(server, request), _sid(request)))
     if s is None: raise HTTPException(404, "Active environment not found")
     s.touched = time.monotonic()
+    user_threads.set(s.lane.run)
     return s
 
 async def _ready(server: Server, request: Request) -> Session:
@@ -505,10 +407,33 @@ def _env_cls(server: Server, request: Request) -> type[Environment]:
 def _check_split(server: Server, cls: type[Environment], split: str) -> None:
     if not any(s.name == split for s in server._splits[cls.name().lower()]): raise HTTPException(400, "Invalid split")
 
+PARSE_OFF_LOOP = 1 << 20  # bodies of more bytes are parsed in a thread, not on the event loop
+
+async def _parsed(server: Server, request: Request, parse: Callable[..., Any], *args: Any) -> Any:
+    "The request body read within `max_body` and parsed by `parse(raw, *args)`, off the loop when it is large."
+    raw = await read_body(request, server.max_body)
+    if len(raw) <= PARSE_OFF_LOOP: return parse(raw, *args)
+    return await asyncio.to_thread(parse, raw, *args)  # the default executor: the server's own threads, not the user pool
+
 # %% ../nbs/05_server.ipynb #14b66cb3
+async def _within(coro: Awaitable[Any], timeout: float | None) -> bool:
+    "Await `coro` for at most `timeout` seconds (None: no limit); False if the deadline cut it off."
+    deadline = asyncio.timeout(timeout)  # cancels it at the deadline: a sync call in the pool is abandoned
+    try:
+        async with deadline: await coro
+    except TimeoutError:
+        if deadline.expired(): return False
+        raise
+    return True
+
 async def _run_setup(server: Server, s: Session) -> None:
-    "Run `setup()` for `s`, record a failure, and release the requests waiting for it."
-    try: await call_user(s.env.setup)
+    "Run `setup()` for `s` within `setup_timeout`, record a failure, and release the requests waiting for it."
+    user_threads.set(s.lane.run)
+    try:
+        if not await _within(call_user(s.env.setup), server.setup_timeout):
+            s.error = TimeoutError(f"setup() did not finish within {server.setup_timeout} s (setup_timeout)")
+            logger.error("setup timed out; the session is dropped", extra={"fields": {"session_id": s.sid, "timeout": server.setup_timeout}})
+            asyncio.ensure_future(end_session(server, session_key(s.owner, s.sid), "its setup() timed out"))
     except Exception as e:
         s.error = e
         logger.error("setup failed", extra={"fields": {"session_id": s.sid, "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
@@ -516,21 +441,31 @@ async def _run_setup(server: Server, s: Session) -> None:
         fut, s.pending, s.setup_task = s.pending, None, None
         if fut is not None and not fut.done(): fut.set_result(None)
 
-async def end_session(server: Server, sid: str) -> bool:
-    "End session `sid`: cancel its setup, release waiters, run its teardown once. False if it was not live."
-    s = server.sessions.pop(sid, None)
+_WHY = {"deleted": "the session was deleted", "expired": "the session expired", "shutdown": "the server is shutting down"}
+
+async def end_session(server: Server, key: str, # the session's `session_key`
+                      why: str = "deleted", # "deleted", "expired" or "shutdown" (or any reason, in words)
+                     ) -> bool:
+    "End a session: cancel its calls and setup, release waiters, run its teardown once (bounded). False if it was not live."
+    s = server.sessions.pop(key, None)
     if s is None: return False
     s.ended = True
+    reason = f"cancelled: {_WHY.get(why, why)} while the call ran"
+    for call in list(s.calls or ()): server.calls.cancel(call, reason)
     task = s.setup_task
     if task is not None and not task.done():
         task.cancel()
-        await asyncio.wait({task}, timeout=5)  # bounded: a setup() that swallows cancellation cannot hold up its teardown
+        await asyncio.wait({task}, timeout=1)  # bounded: a setup() that swallows cancellation cannot hold up its teardown
     if s.pending is not None and not s.pending.done(): s.pending.set_result(None)
     if type(s.env).teardown is not Environment.teardown:
-        try: await call_user(s.env.teardown)
+        token = user_threads.set(s.lane.run)
+        try:
+            if not await _within(call_user(s.env.teardown), server.teardown_timeout):
+                logger.error("teardown timed out; abandoned", extra={"fields": {"session_id": s.sid, "timeout": server.teardown_timeout}})
         except Exception as e:
-            logger.error("teardown failed", extra={"fields": {"session_id": sid, "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
-    logger.info("session ended", extra={"fields": {"session_id": sid}})
+            logger.error("teardown failed", extra={"fields": {"session_id": s.sid, "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
+        finally: user_threads.reset(token)
+    logger.info("session ended", extra={"fields": {"session_id": s.sid, "why": why}})
     return True
 
 def _ensure_reaper(server: Server) -> None:
@@ -542,29 +477,51 @@ async def _reap(server: Server) -> None:
     while True:
         await asyncio.sleep(server.reap_interval)
         server.calls.purge()  # results expire even when no call comes to purge them
+        if server.calls.freed > 1 << 22:  # several MiB of results dropped: hand the pages back
+            server.calls.freed = 0
+            release_memory()
         limit = time.monotonic() - server.session_ttl
-        stale = [sid for sid, s in server.sessions.items() if s.touched < limit]
-        for sid in stale:
+        stale = [(key, s.sid) for key, s in server.sessions.items() if s.touched < limit]
+        for key, sid in stale:
             logger.info("session expired", extra={"fields": {"session_id": sid}})
-            try: await end_session(server, sid)
+            try: await end_session(server, key, "expired")
             except Exception as e:  # never let one session stop the sweep
                 logger.error("ending an expired session failed", extra={"fields": {"session_id": sid, "error_type": type(e).__name__}})
 
 @_method
+def _begin_shutdown(self: Server) -> None:
+    "Shutdown starts: cancel every running call (its streams end with an `error` saying why) and set the deadline."
+    self.closing = True
+    loop = asyncio.get_running_loop()
+    if self._deadline is None: self._deadline = loop.time() + self.shutdown_timeout
+    for s in list(self.sessions.values()):
+        for call in list(s.calls or ()): self.calls.cancel(call, f"cancelled: {_WHY['shutdown']} while the call ran")
+
+@_method
 async def _aclose(self: Server) -> None:
-    "Stop the expiry sweep and end every live session (runs on lifespan shutdown)."
+    "Stop the expiry sweep and end every live session within the shutdown deadline (runs on lifespan shutdown)."
     if self._reaper is not None:
         self._reaper.cancel()
-        await asyncio.wait({self._reaper})
+        await asyncio.wait({self._reaper}, timeout=1)
         self._reaper = None
-    await asyncio.gather(*[end_session(self, sid) for sid in list(self.sessions)])
+    self.begin_shutdown()
+    ends = [asyncio.ensure_future(end_session(self, key, "shutdown")) for key in list(self.sessions)]
+    if ends:
+        budget = max(0.0, self._deadline - asyncio.get_running_loop().time() - 0.5)
+        _, late = await asyncio.wait(ends, timeout=budget)
+        for t in late: t.cancel()
+        if late: logger.error("sessions still ending at the shutdown deadline were abandoned",
+                              extra={"fields": {"sessions": len(late), "shutdown_timeout": self.shutdown_timeout}})
+    self._deadline, self.closing = None, False
 
 # %% ../nbs/05_server.ipynb #f40e79eb
 @_method
 async def _create(self: Server, request: Request) -> Response:
     sid = _sid(request)
-    body: CreateSession = parse_body(await request.body(), _CREATE)
-    if sid in self.sessions: raise HTTPException(400, "Session already exists")
+    owner = _owner(self, request)
+    key = session_key(owner, sid)
+    body: CreateSession = await _parsed(self, request, parse_body, _CREATE)
+    if key in self.sessions: raise HTTPException(400, "Session already exists")
     name = body.env_name if body.env_name is not None else self.default
     cls = self.envs.get(name.lower())
     if cls is None: raise HTTPException(404, f"unknown environment {name!r}")
@@ -583,8 +540,9 @@ async def _create(self: Server, request: Request) -> Response:
             raise HTTPException(400, f"unknown toolset {body.toolset_name!r}; valid options are {sorted(registry)}")
         try: toolset = ts_cls(env)
         except ValueError as e: raise HTTPException(400, str(e)) from None
-    if sid in self.sessions: raise HTTPException(400, "Session already exists")  # a twin request won the race
-    s = self.sessions[sid] = Session(sid, env, toolset, {k: v for k, v in secrets.items() if v})
+    if key in self.sessions: raise HTTPException(400, "Session already exists")  # a twin request won the race
+    s = self.sessions[key] = Session(sid, env, toolset, {k: v for k, v in secrets.items() if v}, owner,
+                                     Lane(self.threads, self.session_threads))
     if type(env).setup is not Environment.setup:
         s.pending = asyncio.get_running_loop().create_future()
         s.setup_task = asyncio.ensure_future(_run_setup(self, s))
@@ -595,7 +553,7 @@ async def _create(self: Server, request: Request) -> Response:
 @_method
 async def _delete(self: Server, request: Request) -> Response:
     sid = _sid(request)
-    await end_session(self, sid)
+    await end_session(self, session_key(_owner(self, request), sid))
     return json_response({"sid": sid})
 
 @_method
@@ -614,7 +572,20 @@ async def _create_session(self: Server, request: Request) -> Response:
 
 # %% ../nbs/05_server.ipynb #260e3ce6
 @_method
-async def _health(self: Server, request: Request) -> Response: return json_response(b'{"status":"ok"}')
+async def _health(self: Server, request: Request) -> Response:
+    if not request.scope.get("query_string") or "detail" not in request.query_params: return json_response(b'{"status":"ok"}')
+    if _owner(self, request) is None: raise HTTPException(401, _UNAUTHORIZED)  # the detail is for the key holders
+    return json_response(self.stats())
+
+@_method
+def _stats(self: Server) -> dict:
+    "Sessions, calls, results kept for re-attach, and the user-thread pools: what `GET /health?detail=1` answers."
+    calls = self.calls
+    return {"status": "ok", "sessions": len(self.sessions), "auth": self.credentials.required, "max_body": self.max_body,
+            "calls": {"running": sum(len(s.calls or ()) for s in self.sessions.values()), "cancelled_still_running": calls.strays,
+                      "results_kept": len(calls.finished), "result_chars_kept": calls.kept, "result_budget": calls.budget},
+            "threads": {"sessions": self.threads.stats() | {"per_session": self.session_threads},
+                        "catalogue": self.catalogue_threads.stats()}}
 
 @_method
 async def _version(self: Server, request: Request) -> Response:
@@ -634,7 +605,7 @@ async def _splits(self: Server, request: Request) -> Response:
 @_method
 async def _tasks(self: Server, request: Request) -> Response:
     cls = _env_cls(self, request)
-    body = parse_body(await request.body(), _SPLIT)
+    body = await _parsed(self, request, parse_body, _SPLIT)
     _check_split(self, cls, body.split)
     try: found = await call_user(cls.list_tasks, body.split)
     except NotImplementedError:
@@ -645,14 +616,14 @@ async def _tasks(self: Server, request: Request) -> Response:
 @_method
 async def _num_tasks(self: Server, request: Request) -> Response:
     cls = _env_cls(self, request)
-    body = parse_body(await request.body(), _SPLIT)
+    body = await _parsed(self, request, parse_body, _SPLIT)
     _check_split(self, cls, body.split)
     return json_response({"num_tasks": await call_user(cls.num_tasks, body.split)})
 
 @_method
 async def _task(self: Server, request: Request) -> Response:
     cls = _env_cls(self, request)
-    body = parse_body(await request.body(), _TASK)
+    body = await _parsed(self, request, parse_body, _TASK)
     _check_split(self, cls, body.split)
     try: found = await call_user(cls.get_task, body.split, body.index)
     except IndexError: raise HTTPException(400, "Invalid index") from None
@@ -661,7 +632,7 @@ async def _task(self: Server, request: Request) -> Response:
 @_method
 async def _task_range(self: Server, request: Request) -> Response:
     cls = _env_cls(self, request)
-    body = parse_body(await request.body(), _RANGE)
+    body = await _parsed(self, request, parse_body, _RANGE)
     _check_split(self, cls, body.split)
     try: found = await call_user(cls.get_task_range, body.split, body.start, body.stop)
     except IndexError: raise HTTPException(400, "Invalid index range") from None
@@ -705,41 +676,49 @@ async def _messages(self: Server, request: Request) -> Response:
     s = await _ready(self, request)
     return json_response(_MESSAGES.dump_json(_MESSAGES.validate_python(list(await call_user(s.env.get_messages)))))
 
-async def _run_call(s: Session, name: str, input: dict) -> str:
-    "The work of one /call: the JSON of its `RunToolOutput`."
+def _text_size(out: ToolOutput) -> int:
+    "Characters in a tool output's blocks (what makes an output large)."
+    return sum(len(b.text) if isinstance(b, TextBlock) else len(b.data) for b in out.blocks)
+
+async def _run_call(s: Session, name: str, input: dict) -> str | Payload:
+    "The work of one /call: the JSON of its `RunToolOutput` (a `Payload` to write in pieces when it is large)."
+    user_threads.set(s.lane.run)
     try: res = await invoke_tool(s.env, name, input, s.toolset)
     except Exception as e:
         logger.info("tool raised", extra={"fields": {"session_id": s.sid, "tool": name,
                                                      "error": redact(f"{type(e).__name__}: {e}", s.secrets)}})
         raise
-    if isinstance(res, RunToolSuccess):  # the same bytes as res.model_dump_json(), without a second model walk
-        return '{"ok":true,"output":' + res.output.model_dump_json() + "}"
-    return res.model_dump_json()
+    if isinstance(res, RunToolSuccess):
+        if _text_size(res.output) > STREAM_AT: return Payload(res.model_dump())  # shares the tool's strings, copies none
+        # the same bytes as res.model_dump_json(), without a second model walk
+        return escape_line_separators('{"ok":true,"output":' + res.output.model_dump_json() + "}")
+    return escape_line_separators(res.model_dump_json())
 
 @_method
 async def _call(self: Server, request: Request) -> EventStream:
     s = await _ready(self, request)
-    name, input, task_id = _tool_call(await request.body())
-    if task_id is not None: return EventStream(task_id, self.calls.get(task_id), self.ping_interval)
-    task_id, c = self.calls.start(_run_call(s, name, input), lambda e: redact(str(e), s.secrets))
+    name, input, task_id = await _parsed(self, request, _tool_call)
+    if task_id is not None: return EventStream(task_id, self.calls.get(task_id, s.owner), self.ping_interval)
+    task_id, c = self.calls.start(_run_call(s, name, input), lambda e: redact(str(e), s.secrets), s)
     return EventStream(task_id, c, self.ping_interval)
 
 async def _run_score(s: Session, candidates: list) -> str:
     "The work of one /score_group: the JSON of its `ScoreGroupOutput`."
+    user_threads.set(s.lane.run)
     res = await call_user(s.env.score_group, candidates)
     scores = [x if isinstance(x, GroupScore) else GroupScore(reward=float(x)) for x in res]
     if len(scores) != len(candidates):
         raise ValueError(f"score_group returned {len(scores)} scores for {len(candidates)} candidates")
-    return ScoreGroupOutput(scores=scores).model_dump_json()
+    return escape_line_separators(ScoreGroupOutput(scores=scores).model_dump_json())
 
 @_method
 async def _score_group(self: Server, request: Request) -> EventStream:
     s = await _ready(self, request)
-    body: ScoreGroupRequest = parse_body(await request.body(), _SCORE)
+    body: ScoreGroupRequest = await _parsed(self, request, parse_body, _SCORE)
     if type(s.env).score_group is Environment.score_group:
         raise HTTPException(404, f"Environment {request.path_params['env']!r} does not implement score_group")
-    if body.task_id is not None: return EventStream(body.task_id, self.calls.get(body.task_id), self.ping_interval)
-    task_id, c = self.calls.start(_run_score(s, list(body.candidates)), lambda e: redact(str(e), s.secrets))
+    if body.task_id is not None: return EventStream(body.task_id, self.calls.get(body.task_id, s.owner), self.ping_interval)
+    task_id, c = self.calls.start(_run_score(s, list(body.candidates)), lambda e: redact(str(e), s.secrets), s)
     return EventStream(task_id, c, self.ping_interval)
 
 # %% ../nbs/05_server.ipynb #f1815f09
@@ -824,15 +803,15 @@ def tuned_gc(threshold: tuple[int, int, int] = (50_000, 50, 100), # gen0/gen1/ge
 @_method
 def _build_app(self: Server) -> ASGIApp:
     "The ASGI app: routes, JSON error answers, the default-environment redirect and the lifespan."
-    g = lambda f: _guard(self, f.__get__(self))
+    g = lambda f, public=False: _guard(self, f.__get__(self), public)
     routes = [Route("/{env}/call", g(Server.call), methods=["POST"]),
               Route("/ping", g(Server.ping), methods=["POST"]),
               Route("/create", g(Server.create), methods=["POST"]),
               Route("/delete", g(Server.delete), methods=["POST"]),
               Route("/create_session", g(Server.create_session), methods=["POST"]),
               Route("/delete_session", g(Server.delete_session), methods=["POST"]),
-              Route("/health", g(Server.health), methods=["GET"]),
-              Route("/version", g(Server.version), methods=["GET"]),
+              Route("/health", g(Server.health, public=True), methods=["GET"]),
+              Route("/version", g(Server.version, public=True), methods=["GET"]),
               Route("/list_environments", g(Server.list_environments), methods=["GET"]),
               Route("/openapi.json", g(Server.openapi), methods=["GET"]),
               Route("/{env}/tools", g(Server.tools), methods=["GET"]),
@@ -850,21 +829,68 @@ def _build_app(self: Server) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         with tuned_gc() if server.tune_gc else contextlib.nullcontext():
+            server._loop = asyncio.get_running_loop()
+            if server.tune_malloc: tune_malloc()
             _ensure_reaper(server)
             try: yield
             finally: await server.aclose()
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error_handler})
     return RedirectToDefault(app, self.envs, self.default)
 
+def _loopback(host: str) -> bool:
+    "Whether `host` names only this machine."
+    if host == "localhost": return True
+    try: return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError: return False
+
+_warned_open = False
+
+def _warn_open(host: str) -> None:
+    "Warn, once per process, that a server without a key listens beyond this machine."
+    global _warned_open
+    if _warned_open: return
+    _warned_open = True
+    logger.warning(f"serving on {host} with no API key: anyone who can reach this port can open sessions, and read or "
+                   f"end any session whose id they learn or guess. Pass Server(..., api_key=...) or set "
+                   f"OPENREWARD_SERVER_API_KEY, or listen on 127.0.0.1.")
+
+class _Uvicorn(uvicorn.Server):
+    "uvicorn's server, telling ours the moment a shutdown signal arrives (so running calls end before connections drain)."
+    def __init__(self, config: uvicorn.Config, ors: Server) -> None:
+        super().__init__(config)
+        self.ors, self.watchdog = ors, None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        loop = self.ors._loop
+        if loop is not None and not loop.is_closed():  # the handler may run amid loop code: hand over, do not act here
+            with contextlib.suppress(RuntimeError): loop.call_soon_threadsafe(self.ors.begin_shutdown)
+        if self.watchdog is None:
+            self.watchdog = threading.Timer(self.ors.shutdown_timeout + 1.0, _force_exit, (self.ors.shutdown_timeout,))
+            self.watchdog.daemon = True
+            self.watchdog.start()
+
+def _force_exit(timeout: float) -> None:
+    "The process did not exit within the shutdown deadline (user code ignoring cancellation): exit now."
+    stuck = [t.name for t in threading.enumerate() if t.name.startswith("openreward-session") or t.name.startswith("openreward-catalogue")]
+    logger.error("forced exit: shutdown did not finish within the deadline", extra={"fields": {
+        "shutdown_timeout": timeout, "user_threads_alive": len(stuck)}})
+    os._exit(1)
+
 @_method
 def _run(self: Server, host: str = "0.0.0.0", # interface to listen on
          port: int = 8080, # TCP port
-         **kwargs: Any, # more `uvicorn.run` options
+         **kwargs: Any, # more `uvicorn.Config` options
         ) -> None:
-    "Serve with uvicorn until SIGINT/SIGTERM; every live session is torn down on the way out."
+    "Serve with uvicorn until SIGINT/SIGTERM; running calls are cancelled and sessions torn down within `shutdown_timeout`."
     setup_logging()
     logger.info("server starting", extra={"fields": {"version": __version__, "host": host, "port": port,
+                                                     "auth": self.credentials.required,
                                                      "build_sha": os.getenv("OPENREWARD_BUILD_SHA")}})
-    opts = dict(timeout_keep_alive=60, access_log=False, timeout_graceful_shutdown=10)
+    if not self.credentials.required and not _loopback(host): _warn_open(host)
+    # connections get a third of the shutdown budget to finish (their calls were cancelled), teardowns the rest
+    opts = dict(timeout_keep_alive=60, access_log=False, timeout_graceful_shutdown=max(1, int(self.shutdown_timeout / 3)))
     if os.getenv("OPENREWARD_USE_STRUCTURED_LOGS"): opts["log_config"] = None
-    uvicorn.run(self.app, host=host, port=port, **(opts | kwargs))
+    server = _Uvicorn(uvicorn.Config(self.app, host=host, port=port, **(opts | kwargs)), self)
+    server.run()
+    if not server.started: sys.exit(3)  # as uvicorn.run does when the server could not start

@@ -19,10 +19,10 @@ import httpx
 from .errors import SSEError
 
 # %% auto #0
-__all__ = ['CHUNK_CHARS', 'EVENT_STREAM_HEADERS', 'ServerSentEvent', 'encode_event', 'encode_events', 'encode_comment',
-           'ping_comment', 'task_id_event', 'result_events', 'error_event', 'frame_result', 'SSEDecoder',
-           'decode_events', 'ResultAssembler', 'assemble', 'aassemble', 'iter_sse', 'aiter_sse', 'connect_sse',
-           'aconnect_sse']
+__all__ = ['CHUNK_CHARS', 'EVENT_STREAM_HEADERS', 'MAX_EVENT_BYTES', 'MAX_RESULT_CHARS', 'ServerSentEvent', 'encode_event',
+           'encode_events', 'encode_comment', 'ping_comment', 'escape_line_separators', 'task_id_event',
+           'result_events', 'error_event', 'frame_result', 'SSEDecoder', 'decode_events', 'ResultAssembler', 'assemble',
+           'aassemble', 'iter_sse', 'aiter_sse', 'connect_sse', 'aconnect_sse']
 
 # %% ../nbs/02_sse.ipynb #48703f62
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -66,6 +66,15 @@ def ping_comment(now: datetime | None = None, # time to announce; default the cu
 # %% ../nbs/02_sse.ipynb #54099728
 CHUNK_CHARS = 4096  # the reference server's slice size for streamed results, in characters
 
+_SEPARATORS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+def escape_line_separators(json_text: str, # compact JSON text (or a piece of it cut anywhere)
+                          ) -> str:
+    "`json_text` with U+0085, U+2028 and U+2029 written as `\\uXXXX` escapes: the same JSON value, safe for line splitters."
+    for ch, esc in _SEPARATORS.items():
+        if ch in json_text: json_text = json_text.replace(ch, esc)
+    return json_text
+
 def task_id_event(task_id: str, # id under which the work can be re-attached
                  ) -> ServerSentEvent:
     "The `task_id` event that opens a call, score_group or create_session stream."
@@ -103,9 +112,15 @@ EVENT_STREAM_HEADERS = MappingProxyType({  # the response headers of the referen
 # %% ../nbs/02_sse.ipynb #9bd79cc6
 _EOL = re.compile(rb"[\r\n]")
 
+MAX_EVENT_BYTES = 64 * 2**20  # default cap on one event (its lines, data and the line being read), in bytes
+MAX_RESULT_CHARS = 256 * 2**20  # default cap on one assembled result, in characters
+
 class SSEDecoder:
     "Incremental event-stream decoder: feed bytes in any pieces, get complete events back."
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int | None = None, # cap on one event; default `MAX_EVENT_BYTES`
+                ) -> None:
+        self.max_event_bytes = MAX_EVENT_BYTES if max_event_bytes is None else max_event_bytes
+        self._size = 0                   # bytes of the current event so far, the unterminated line included
         self._partial: list[bytes] = []  # pieces of the current, unterminated line
         self._after_cr = False           # the last line ended in CR: an LF right after it belongs to it
         self._started = False            # a line has been seen (a BOM is stripped only before the first)
@@ -123,13 +138,18 @@ class SSEDecoder:
             if chunk[0] == 0x0A: i = 1
         while i < n:
             m = _EOL.search(chunk, i)
+            end = n if m is None else m.start()
+            self._size += end - i
+            if self._size > self.max_event_bytes:
+                raise SSEError(f"an event is larger than {self.max_event_bytes} bytes (SSEDecoder max_event_bytes); "
+                               "the stream was refused before it could exhaust memory")
             if m is None:
                 self._partial.append(chunk[i:])
                 break
-            end = m.start()
             self._partial.append(chunk[i:end])
             line = b"".join(self._partial)
             self._partial.clear()
+            if line[:1] == b":": self._size -= len(line)  # a comment is dropped: it does not count toward the event
             if chunk[end] == 0x0D and end + 1 == n: self._after_cr = True
             i = end + 2 if chunk[end] == 0x0D and end + 1 < n and chunk[end + 1] == 0x0A else end + 1
             if (ev := self._line(line.decode("utf-8", "replace"))) is not None: events.append(ev)
@@ -150,7 +170,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> ServerSentEvent | None:
         event = ServerSentEvent(self._event or "message", "\n".join(self._data)) if self._seen else None
-        self._event, self._data, self._seen = None, [], False
+        self._event, self._data, self._seen, self._size = None, [], False, 0
         return event
 
     @property
@@ -178,7 +198,10 @@ def decode_events(data: bytes | Iterable[bytes], # a whole stream, or its pieces
 # %% ../nbs/02_sse.ipynb #a9e5e4ce
 class ResultAssembler:
     "Rebuild the outcome of a call/score_group stream from its events."
-    def __init__(self) -> None:
+    def __init__(self, max_result_chars: int | None = None, # cap on the result; default `MAX_RESULT_CHARS`
+                ) -> None:
+        self.max_result_chars = MAX_RESULT_CHARS if max_result_chars is None else max_result_chars
+        self._chars = 0
         self.task_id: str | None = None  # from the `task_id` event, once seen
         self.result: str | None = None   # the joined `chunk`+`end` text, once `end` arrived
         self.error: str | None = None    # the `error` message, if the work failed
@@ -199,8 +222,14 @@ class ResultAssembler:
             if self.task_id not in (None, event.data):
                 raise SSEError(f"task id changed mid-stream from {self.task_id!r} to {event.data!r}")
             self.task_id = event.data
-        elif kind == "chunk": self._chunks.append(event.data)
-        elif kind == "end": self.result, self._chunks = "".join(self._chunks) + event.data, []
+        elif kind in ("chunk", "end"):
+            self._chars += len(event.data)
+            if self._chars > self.max_result_chars:
+                self._chunks = []
+                raise SSEError(f"the result is larger than {self.max_result_chars} characters "
+                               "(ResultAssembler max_result_chars); the stream was refused")
+            if kind == "chunk": self._chunks.append(event.data)
+            else: self.result, self._chunks = "".join(self._chunks) + event.data, []
         else: self.error, self._chunks = event.data, []
 
     def __repr__(self) -> str:
