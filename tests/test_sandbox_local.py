@@ -235,6 +235,10 @@ def test_restart_and_errors_of_the_lifecycle(backend):
         await sb.start()
         assert sb.sid != first and (await sb.check_run("echo again")) == "again"
         await sb.stop()
+        twice = sandbox(backend)
+        await asyncio.gather(twice.start(), twice.start())  # concurrent starts: one sandbox
+        assert len([d for d in backend.root.iterdir() if not d.name.startswith(".")]) == 1
+        await twice.stop()
     run(main())
 
 def test_a_sandbox_whose_processes_are_all_killed_reports_it(backend):
