@@ -11,13 +11,17 @@ from .errors import ScoreGroupFailed, ScoreGroupUnsupported
 from .formats import Provider, convert_messages, sanitize_tool_schema
 from .rollouts import (AssistantMessage, ImageItem, ReasoningItem, Rollout, RolloutAPI, RolloutInfo, RunInfo, RunType,
                        SystemMessage, ToolCall, ToolResult, TrainingStage, UploadType, UserMessage)
+from .sandbox import (AsyncSandboxesAPI, MachineSize, RunResult, SandboxBucketConfig, SandboxEgressRule, SandboxesAPI,
+                      SandboxHostAlias, SandboxNetworkPolicy, SandboxSettings, SandboxSidecarContainer, hf_model_rules)
 from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, TerminalToolSpec, ToolCallBlock, ToolResultBlock,
                     ToolSpec)
 from . import client_display as _client_display  # the client objects' notebook displays (patched onto their classes)
 
-__all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset",
-           "convert_messages", "EnvironmentsAPI", "GroupCandidate", "GroupScore", "ImageItem", "Message",
-           "OpenReward", "Provider", "ReasoningBlock", "ReasoningItem", "ResponseChars", "Rollout", "RolloutAPI",
-           "RolloutInfo", "RunInfo", "RunType", "sanitize_tool_schema", "ScoreGroupFailed", "ScoreGroupUnsupported",
-           "Session", "SystemMessage", "TaskDifficulty", "TerminalToolSpec", "ToolCall", "ToolCallBlock",
-           "ToolResult", "ToolResultBlock", "ToolSpec", "TrainingStage", "UploadType", "UserMessage"]
+__all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSandboxesAPI", "AsyncSession",
+           "BuiltinToolset", "convert_messages", "EnvironmentsAPI", "GroupCandidate", "GroupScore", "hf_model_rules",
+           "ImageItem", "MachineSize", "Message", "OpenReward", "Provider", "ReasoningBlock", "ReasoningItem",
+           "ResponseChars", "Rollout", "RolloutAPI", "RolloutInfo", "RunInfo", "RunResult", "RunType",
+           "SandboxBucketConfig", "SandboxEgressRule", "SandboxesAPI", "SandboxHostAlias", "SandboxNetworkPolicy",
+           "SandboxSettings", "SandboxSidecarContainer", "sanitize_tool_schema", "ScoreGroupFailed",
+           "ScoreGroupUnsupported", "Session", "SystemMessage", "TaskDifficulty", "TerminalToolSpec", "ToolCall",
+           "ToolCallBlock", "ToolResult", "ToolResultBlock", "ToolSpec", "TrainingStage", "UploadType", "UserMessage"]

@@ -49,13 +49,24 @@ def test_help_and_usage_errors():
     r = orwd("tasks", "--port")
     assert r.returncode == 2
 
-def test_init_refuses_existing_and_sandbox(tmp_path):
+def test_init_refuses_existing(tmp_path):
     assert orwd("init", "demo", cwd=tmp_path).returncode == 0
     r = orwd("init", "demo", cwd=tmp_path)
     assert r.returncode == 2 and "already exists" in r.stderr
-    r = orwd("init", "boxed", "--template", "sandbox", cwd=tmp_path)
-    assert r.returncode == 1 and "needs openreward's sandbox module" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path/"boxed").exists()
+
+def test_sandbox_project_flow(tmp_path):
+    "The sandbox template, as generated, serves and is played on the local sandbox backend: no key, no service."
+    r = orwd("init", "line-count", "--template", "sandbox", cwd=tmp_path)
+    assert r.returncode == 0 and "Files: Dockerfile, server.py, requirements.txt, README.md" in r.stdout
+    with orwd_serve("server.py", cwd=tmp_path/"line-count") as (url, proc, out):
+        assert "linecount (default): answer(answer), bash(command)" in out.read_text()
+        r = orwd("play", url, input='bash {"command": "wc -l < data.txt; id -u"}\nanswer {"answer": "3"}\n')
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "(exit 0)" in r.stdout and "Correct!" in r.stdout and "total reward 1.0" in r.stdout
+        assert "\n0\n" not in r.stdout.split("(exit 0)")[0]  # the command ran as an unprivileged uid, not root
+        r = orwd("check", url)
+        assert r.returncode == 0 and ", 0 failed" in r.stdout, r.stdout
+        assert proc.poll() is None
 
 def _explore(url: str, solution: str = "4") -> None:
     "tasks, tools, prompt, play (scripted, a wrong then a right answer) and check against a served basic environment."

@@ -30,24 +30,10 @@ _SANDBOXES = "provided by issue #7 (sandboxes; in progress on its branch)"
 _TOOLSETS = "provided by issue #9 (toolsets; in progress on its branch)"
 
 FROM_BRANCHES: dict[str, str] = {
-    "openreward:hf_model_rules": _SANDBOXES,
-    # issue #7: sandboxes
-    "openreward.api.sandboxes": _SANDBOXES,
-    "openreward.api.sandboxes.client": _SANDBOXES,
-    "openreward.api.sandboxes.secrets": _SANDBOXES,
-    "openreward.api.sandboxes.types": _SANDBOXES,
-    "openreward.environments._sandbox_tools": _SANDBOXES,
-    "openreward.environments:download_text": _SANDBOXES,
-    "openreward.environments:upload_text": _SANDBOXES,
-    **{f"openreward:{n}": _SANDBOXES for n in ("SandboxesAPI", "AsyncSandboxesAPI", "SandboxSettings", "RunResult",
-                                                "SandboxBucketConfig", "SandboxEgressRule", "SandboxHostAlias",
-                                                "SandboxNetworkPolicy", "SandboxSidecarContainer")},
-    **{f"openreward.client:{n}": _SANDBOXES for n in ("SandboxesAPI", "AsyncSandboxesAPI", "SandboxSettings")},
-    **{f"{m}:{c}.sandbox": _SANDBOXES for m in ("openreward", "openreward.client") for c in ("OpenReward", "AsyncOpenReward")},
-    # the reference re-exports the sandbox secrets helpers from the client module; ours will re-export #7's
-    "openreward.api.environments.client:build_secrets_header": _SANDBOXES,
-    "openreward.api.environments.client:augment_secrets_with_api_key": _SANDBOXES,
     # issue #9: built-in toolsets
+    "openreward.environments._sandbox_tools": _TOOLSETS,
+    "openreward.environments:download_text": _TOOLSETS,
+    "openreward.environments:upload_text": _TOOLSETS,
     "openreward:toolsets": _TOOLSETS,
     **{m: _TOOLSETS for m in ("openreward.toolsets", "openreward.toolsets._web_common", "openreward.toolsets.backsearch",
                               "openreward.toolsets.claude_code", "openreward.toolsets.cli", "openreward.toolsets.codex",
@@ -80,7 +66,22 @@ _ROLLOUT_REEXPORTS = ("names the reference's modules happen to import from elsew
                       "ours offers each at `openreward`, `openreward.models` or `openreward.api.rollouts.serializers`, "
                       "and our client imports the rollout module lazily, so it cannot re-export them")
 
+_HOSTED_SANDBOX = ("the hosted sandbox protocol's client plumbing (X-Secrets header and api_key augmentation, the "
+                   "resumable /run stream, retry predicate, the HTTP session it rides on): issue #8, not built yet; "
+                   "ours has the sandbox API over the local and docker backends")
+_VALIDATOR = "a pydantic validator's method name; ours enforces the same rule (reserved sidecar names) in its own validator"
+
 DECLINED: dict[str, str] = {
+    # sandboxes (#7): what only the hosted protocol (#8) needs, and implementation details
+    "openreward.api.sandboxes.secrets": _HOSTED_SANDBOX,
+    **{f"{m}:{n}": _HOSTED_SANDBOX for m in ("openreward.api.sandboxes.client", "openreward.api.environments.client")
+       for n in ("augment_secrets_with_api_key", "build_secrets_header")},
+    **{f"openreward.api.sandboxes.client:{n}": _HOSTED_SANDBOX for n in ("BaseAsyncSession", "SessionKind",
+                                                                       "request_retryable", "resumable_sse")},
+    **{f"{m}:AsyncSandboxesAPI.client": _HOSTED_SANDBOX for m in ("openreward", "openreward.api.sandboxes",
+                                                                "openreward.api.sandboxes.client", "openreward.client")},
+    **{f"{m}:SandboxSidecarContainer.validate_name_not_reserved": _VALIDATOR
+       for m in ("openreward", "openreward.api.sandboxes", "openreward.api.sandboxes.types")},
     # rollouts (#11): the upload worker's internals and incidental re-exports
     "openreward.api.rollouts.background": _ROLLOUT_WORKER,
     **{f"{m}:Rollout({p})": _ROLLOUT_WORKER for m in ("openreward", "openreward.api.rollouts", "openreward.api.rollouts.rollout")
