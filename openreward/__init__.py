@@ -9,10 +9,13 @@ from .client import (AsyncEnvironmentsAPI, AsyncOpenReward, AsyncSession, Builti
                      Session)
 from .errors import ScoreGroupFailed, ScoreGroupUnsupported
 from .formats import Provider, convert_messages, sanitize_tool_schema
+from .rollouts import (AssistantMessage, ImageItem, ReasoningItem, Rollout, RolloutAPI, RolloutInfo, RunInfo, RunType,
+                       SystemMessage, ToolCall, ToolResult, TrainingStage, UploadType, UserMessage)
 from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, TerminalToolSpec, ToolCallBlock, ToolResultBlock,
                     ToolSpec)
 
-__all__ = ["AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset", "EnvironmentsAPI", "GroupCandidate",
-           "GroupScore", "Message", "OpenReward", "Provider", "ReasoningBlock", "ScoreGroupFailed", "ScoreGroupUnsupported",
-           "Session", "TerminalToolSpec", "ToolCallBlock", "ToolResultBlock", "ToolSpec", "convert_messages",
-           "sanitize_tool_schema"]
+__all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset", "EnvironmentsAPI",
+           "GroupCandidate", "GroupScore", "ImageItem", "Message", "OpenReward", "Provider", "ReasoningBlock", "ReasoningItem",
+           "Rollout", "RolloutAPI", "RolloutInfo", "RunInfo", "RunType", "ScoreGroupFailed", "ScoreGroupUnsupported", "Session",
+           "SystemMessage", "TerminalToolSpec", "ToolCall", "ToolCallBlock", "ToolResult", "ToolResultBlock", "ToolSpec",
+           "TrainingStage", "UploadType", "UserMessage", "convert_messages", "sanitize_tool_schema"]

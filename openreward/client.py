@@ -1186,12 +1186,23 @@ class _ClientBase:
         self._endpoints, self._transport, self._run_info = ep, transport, run_info
         self._policy, self._heartbeat, self._ping_interval = retry or RetryPolicy(), heartbeat_timeout, ping_interval
         self.api_key, self.base_url, self.session_base_url = ep.api_key, ep.api_url, ep.session_url
-        self._environments = None
+        self._environments = self._rollout_api = None
 
     @property
-    def run_info(self) -> Any | None: "Run metadata attached to this client (kept for rollout logging)."; return self._run_info
+    def run_info(self) -> Any | None: "Run metadata merged into every rollout this client logs."; return self._run_info
     @run_info.setter
-    def run_info(self, value: Any | None) -> None: self._run_info = value
+    def run_info(self, value: Any | None) -> None:
+        self._run_info = value
+        if self._rollout_api is not None: self._rollout_api.run_info = value
+
+    @property
+    def rollout(self) -> Any:
+        "Rollout logging, a `RolloutAPI` (openreward.rollouts): `client.rollout.create(run_name)`; made on first use."
+        if self._rollout_api is None:
+            from openreward.rollouts import RolloutAPI, SendLoopConfig  # rollouts sits beside the client, not below it
+            self._rollout_api = RolloutAPI(SendLoopConfig(api_key=self.api_key, base_url=self.base_url),
+                                           web_base_url=self._endpoints.web_url, run_info=self._run_info, user_agent=USER_AGENT)
+        return self._rollout_api
 
     def __repr__(self) -> str: return f"{type(self).__name__}(session_base_url={self.session_base_url!r})"
 
@@ -1204,8 +1215,9 @@ class OpenReward(_ClientBase):
             self._environments = EnvironmentsAPI(self._endpoints, SyncIO(self._transport), self._policy, self._heartbeat, self._ping_interval)
         return self._environments
     def close(self) -> None:
-        "Close the connection pools."
+        "Close the connection pools, and flush and close rollout logging."
         if self._environments is not None: self._environments.close()
+        if self._rollout_api is not None: self._rollout_api.close()
     def __enter__(self) -> OpenReward: return self
     def __exit__(self, *exc: Any) -> None: self.close()
 
@@ -1224,8 +1236,9 @@ class AsyncOpenReward(_ClientBase):
             self._environments = AsyncEnvironmentsAPI(self._endpoints, AsyncIO(self._transport), self._policy, self._heartbeat, self._ping_interval)
         return self._environments
     async def aclose(self) -> None:
-        "Close the connection pools."
+        "Close the connection pools, and flush and close rollout logging (in a thread: the loop keeps running)."
         if self._environments is not None: await self._environments.aclose()
+        if self._rollout_api is not None: await asyncio.to_thread(self._rollout_api.close)
     async def __aenter__(self) -> AsyncOpenReward: return self
     async def __aexit__(self, *exc: Any) -> None: await self.aclose()
 
