@@ -482,7 +482,7 @@ def close_job(session: Any, life: Life) -> Job:
     life.closed = True
     yield (lambda: session.__aexit__(None, None, None)) if is_async(session) else (lambda: session.__exit__(None, None, None))
 
-# %% ../nbs/10_widgets.ipynb #0ad1da65
+# %% ../nbs/10_widgets.ipynb #47b76dce
 class SessionStepper(W.VBox):
     "Play a session with the mouse: prompt, tools, a form per tool, a Call button, and the history with rewards."
     busy = traitlets.Bool(False, help="a call is running")
@@ -608,6 +608,9 @@ class SessionStepper(W.VBox):
                   input: Mapping[str, Any] | None = None,     # its input (default: the form's value)
                   ) -> bool:
         "Send a call (in the background); False, with the reason shown, when the input is wrong or no call can be made."
+        if name is not None and name not in self.tool.options:
+            self.status.value = _error_html(f"no tool {name!r} here: {', '.join(self.tool.options) or 'none listed'}")
+            return False
         if name is not None: self.tool.value = name
         if self.state != "open" or self.busy or self.form is None:
             self.status.value = _error_html(f"no call possible: the session is {self.state}" if self.state != "open"
