@@ -274,3 +274,32 @@ def test_widgets_against_the_reference_server(reference_server, client):
     assert (st.total_reward, st.finished) == (1.0, True)
     b.close()
     assert st.state == "closed"
+
+
+# ---- the trajectory viewer, over the rollouts store -----------------------------------------------------------------
+
+def test_trajectory_viewer_over_a_stored_rollout(tmp_path, monkeypatch):
+    from openreward.rollouts import RolloutAPI, ToolCall, ToolResult, UserMessage
+    from openreward.widgets import TrajectoryViewer, replay
+    db = tmp_path/"rollouts.sqlite3"
+    monkeypatch.setenv("OPENREWARD_ROLLOUTS_DB", str(db))
+    with RolloutAPI(store=db, upload=False) as api:
+        r = api.create("run", rollout_name="counter t0", rollout_id="r-1")
+        r.log(UserMessage("Count from 0 to 2."))
+        for i in (1, 2):
+            r.log(ToolCall("increment", '{"amount": 1}', f"c{i}"))
+            r.log(ToolResult(f"count={i}", f"c{i}"), reward=float(i == 2), is_finished=i == 2)
+        api.flush()
+        v = replay("r-1")                                      # by id, from the default store
+        assert (v.step, v.slider.max, len(v.messages)) == (5, 5, 5)
+        assert "total reward 1" in v.header.value and "finished" in v.header.value
+        assert v.transcript.value.count('class="openreward-message"') == 5 and "count=2" in v.transcript.value
+        v.slider.value = 3
+        assert v.transcript.value.count('class="openreward-message"') == 3 and "count=2" not in v.transcript.value
+        assert "step 3 of 5 · reward so far 0" in v.transcript.value
+        assert v.plot.value.count("<circle") == 2                # two rewards logged (0 and 1)
+        assert TrajectoryViewer(r).messages == v.messages         # a live Rollout is read back
+        assert TrajectoryViewer(api.get_rollout("r-1")).step == 5
+    empty = TrajectoryViewer(type("R", (), {"messages": []})())
+    assert empty.slider.disabled and "no messages" in empty.transcript.value
+    with pytest.raises(TypeError, match="not a rollout"): TrajectoryViewer(3.5)
