@@ -119,7 +119,7 @@ class Runner:
         "Let the worker thread end once its queue is done."
         if self._pool is not None: self._pool.shutdown(wait=False)
 
-# %% ../nbs/10_widgets.ipynb #639d6e6f
+# %% ../nbs/10_widgets.ipynb #5f03f112
 _MONO = "font-family:var(--jp-code-font-family,monospace);font-size:0.9em"
 
 def json_tree_html(value: Any,             # a JSON value
@@ -130,7 +130,8 @@ def json_tree_html(value: Any,             # a JSON value
         items = value.items() if isinstance(value, Mapping) else enumerate(value)
         rows = "".join(f'<div style="margin-left:1.2em"><span style="color:#7a3e9d">{html.escape(str(k))}</span>: '
                        f"{json_tree_html(v, open_levels, _depth + 1)}</div>" for k, v in items)
-        kind = f"{{…}} {len(value)} keys" if isinstance(value, Mapping) else f"[…] {len(value)} items"
+        n = len(value)
+        kind = f"{{…}} {n} key{'s' * (n != 1)}" if isinstance(value, Mapping) else f"[…] {n} item{'s' * (n != 1)}"
         return (f'<details{" open" if _depth < open_levels else ""} style="display:inline-block;vertical-align:top">'
                 f'<summary style="cursor:pointer;color:#666">{kind}</summary>{rows}</details>')
     return f'<span style="color:#0b6e4f">{html.escape(json.dumps(value, ensure_ascii=False))}</span>'
