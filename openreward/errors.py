@@ -6,7 +6,7 @@
 __all__ = ['ToolCallErrorReason', 'OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRetriesError',
            'HeartbeatTimeoutError', 'SSEError', 'ResponseHeaders', 'HTTPStatusError', 'SessionResponseError',
            'AuthenticationError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
-           'EnvironmentDefinitionError', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
+           'EnvironmentDefinitionError', 'FormError', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
            'FileTransferError', 'FileTooLargeError']
 
 # %% ../nbs/01_errors.ipynb #95a51849
@@ -188,6 +188,15 @@ class ScoreGroupFailed(OpenRewardError):
 # %% ../nbs/01_errors.ipynb #952b125b
 class EnvironmentDefinitionError(OpenRewardError, ValueError):
     "A mistake in an Environment, tool or toolset definition, found before any request is served."
+
+# %% ../nbs/01_errors.ipynb #d9bd4a79
+class FormError(OpenRewardError, ValueError):
+    "The input typed into a tool's form does not fit the tool's schema; nothing was sent."
+
+    def __init__(self, problems: list[str],  # what is wrong, one `path: message` line per field
+                 ) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
 
 # %% ../nbs/01_errors.ipynb #acd891c5
 class PodTerminatedError(SessionTerminatedError):

@@ -2,6 +2,8 @@
 
 - The project's site (`_docs/`, built by `bash .ci/docs` when missing or older than its sources): the home page and
   every page in its navigation load with their content and without a console error or a request off this machine.
+- The widget pages (widgets, toolform, trajectory) render their stored widgets: browser, stepper, output, form,
+  transcript and plot, from the embedded state with no kernel.
 - Widgets offline: tests/fixtures/widget_nb.ipynb (executed, widget state stored) is built by the same pipeline into
   a small site in a temp dir; its widgets render from that state with every non-loopback request blocked.
 """
@@ -189,7 +191,7 @@ def reader_defects(page, base: str) -> list[str]:
     return found
 
 
-ARTIFACTS = REPO/".artifacts"/"docs"  # screenshots for a person to look at (gitignored)
+ARTIFACTS = REPO/"_artifacts"/"docs"  # screenshots for a person to look at (gitignored)
 
 
 def screenshot(page, name: str) -> Path:
@@ -262,6 +264,34 @@ def test_home_and_api_pages_render_cleanly(site, visit):
             if url.endswith("/client.html"): screenshot(page, "client")
             if url == (guides or [None])[0]: screenshot(page, "guide")
     assert not bad, "what a reader would see as broken:\n" + "\n".join(bad)
+    visit.check_clean()
+
+
+def test_widget_pages_render_their_widgets(site, visit):
+    with serve_dir(site) as base:
+        page = visit.open(base + "widgets.html")
+        stepper = page.locator(".openreward-session-stepper").first
+        stepper.wait_for(state="visible", timeout=20_000)
+        text = stepper.inner_text()
+        assert "Count from 0 to 2." in text and "count=2" in text and "total reward 1 · 2 calls · episode finished" in text
+        assert page.locator(".openreward-session-stepper").count() == 3   # counter, workbench, the browser's
+        workbench = page.locator(".openreward-session-stepper").nth(1)
+        assert workbench.locator("img").count() >= 2 and "Correct!" in workbench.inner_text()   # prompt and drawn images
+        assert "refused (input_validation)" in workbench.inner_text()
+        browser = page.locator(".openreward-task-browser").last
+        assert "tasks 1–3 of 3" in browser.inner_text() and browser.locator(".widget-select select option").count() == 3
+        assert page.locator(".openreward-tool-output").count() >= 4
+        page = visit.open(base + "toolform.html")
+        page.locator(".widget-text input").first.wait_for(state="visible", timeout=20_000)
+        values = page.eval_on_selector_all(".widget-text input", "els => els.map(e => e.value)")
+        assert values[:5] == ["3", "2", "255", "128", "0"], values       # the draw form, as the lesson left it
+        assert "lower-case letters" in article_text(page)                  # a field's description next to it
+        page = visit.open(base + "trajectory.html")
+        viewer = page.locator(".openreward-trajectory")
+        viewer.wait_for(state="visible", timeout=20_000)
+        assert "Correct!" in viewer.inner_text() and "step 12 of 12" in viewer.inner_text()
+        assert viewer.locator(".openreward-reward-plot circle").count() == 3
+        assert viewer.locator(".openreward-message").count() == 12 and viewer.locator(".widget-slider").count() == 1
     visit.check_clean()
 
 

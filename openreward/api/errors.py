@@ -7,11 +7,11 @@ __all__ = ['OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRe
            'HTTPStatusError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
            'ToolCallErrorReason', 'AuthenticationError', 'SessionResponseError', 'SSEError',
            'EnvironmentDefinitionError', 'ResponseHeaders', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
-           'FileTransferError', 'FileTooLargeError']
+           'FileTransferError', 'FileTooLargeError', 'FormError']
 
 # %% ../../nbs/90a_api_errors.ipynb #6e1b82fc
 from ..errors import (
-    AuthenticationError, EnvironmentDefinitionError, HeartbeatTimeoutError, HTTPStatusError, MaxRetriesError,
+    AuthenticationError, EnvironmentDefinitionError, FormError, HeartbeatTimeoutError, HTTPStatusError, MaxRetriesError,
     OpenRewardError, ResponseHeaders, ScoreGroupFailed, ScoreGroupUnsupported, SessionResponseError, SessionTerminatedError,
     SSEError, ToolCallError, ToolCallErrorReason, ToolFailed, TransportError)
 from ..errors import (FileTooLargeError, FileTransferError, PodTerminatedError, SandboxCommandError,
@@ -22,4 +22,4 @@ _all_ = ["OpenRewardError", "SessionTerminatedError", "TransportError", "MaxRetr
          "HTTPStatusError", "ToolCallError", "ToolFailed", "ScoreGroupUnsupported", "ScoreGroupFailed",
          "ToolCallErrorReason", "AuthenticationError", "SessionResponseError", "SSEError", "EnvironmentDefinitionError",
          "ResponseHeaders", "PodTerminatedError", "SandboxError", "SandboxCommandError",
-         "FileTransferError", "FileTooLargeError"]
+         "FileTransferError", "FileTooLargeError", "FormError"]
