@@ -135,8 +135,11 @@ def prep_site(proc: Path, out: Path) -> dict:
         pages.append((name, fm, nb))
     if not pages: die(f'no notebooks in {proc}')
     if pages[0][0] != 'index': die('the site needs a home page: nbs/index.ipynb (output-file index.html)')
-    # The pages of the reference's import paths (api_*.html) sit under the public API page, not in the top level.
-    facades = [n for n, *_ in pages if n.startswith('api_')] if any(n == FACADE_PARENT for n, *_ in pages) else []
+    # The pages of the reference's import paths (the facade notebooks that follow the public API page in the
+    # notebooks' order: 90a_api_errors, 90g_models, ...) sit under that page, not in the top level.
+    parent = next((k for k, v in names.items() if v == FACADE_PARENT), None)
+    facades = [v for k, v in names.items() if parent and k != parent and '/' not in k
+               and re.match(FACADE_NB, k) and k[:2] == parent[:2]]
     # Links are written as Quarto publishes them (`client.html#x`); conf.py passes them through untouched, and a
     # link to a source notebook (`06_client.ipynb`) becomes its page, as Quarto does. tests/test_docs_browser.py
     # checks that every link between pages resolves.
@@ -182,6 +185,7 @@ def prep_site(proc: Path, out: Path) -> dict:
 
 
 FACADE_PARENT = 'public_api'
+FACADE_NB = r'\d+[a-z]+_'  # a companion notebook of the parent's number: 90a_..., 90sc_...
 GUIDES = 'guides'  # the folder of the tutorials (nbs/guides/), listed first in the navigation
 
 

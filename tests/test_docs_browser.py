@@ -133,7 +133,8 @@ def quarto_leftovers(page) -> list[str]:
     text = article_text(page)
     found = [l for l in code.splitlines() if l.lstrip().startswith("#|")]
     found += [s for s in ('{target="_blank"', "<!-- WARNING") if s in text]
-    found += [l for l in text.splitlines() if l.startswith(("output-file:", "title:", "description:"))]
+    shown = set(code.splitlines())  # program output (a YAML listing, say) may say `description:`; prose may not
+    found += [l for l in text.splitlines() if l.startswith(("output-file:", "title:", "description:")) and l not in shown]
     return found
 
 
