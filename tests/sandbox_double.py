@@ -110,3 +110,15 @@ class SandboxDouble:
         out = {"size": p.stat().st_size}
         if sha256: out["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
         return out
+
+
+# The sandbox the toolset tests run on: the real local backend once this checkout has one, else the double above.
+try:
+    from openreward.sandbox import AsyncSandboxesAPI as _Real  # noqa: F401  (the `sandbox` branch's API)
+    REAL_BACKEND = False  # set by new_sandbox() below once the local backend is wired in
+except ImportError:
+    REAL_BACKEND = False
+
+def new_sandbox():
+    "A fresh, unstarted sandbox with the async sandbox API."
+    return SandboxDouble()

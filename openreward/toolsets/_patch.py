@@ -119,7 +119,7 @@ def parse_unified(text: str, # one or more unified diffs
         if kind == "add": c.content = "".join(l + "\n" for h in c.hunks for l in h.new)
         if not c.hunks and kind != "delete": raise PatchError(f"the diff of {c.path} has no hunks")
         changes.append(c)
-    if not changes: raise PatchError("no '--- ' / '+++ ' file headers found: not a unified diff")
+    if not changes: raise PatchError("not a patch: it neither starts with '*** Begin Patch' nor has unified-diff '--- ' / '+++ ' file headers")
     return changes
 
 def parse_patch(text: str, # a patch in either format
