@@ -9,10 +9,15 @@ from .client import (AsyncEnvironmentsAPI, AsyncOpenReward, AsyncSession, Builti
                      Session)
 from .errors import ScoreGroupFailed, ScoreGroupUnsupported
 from .formats import Provider, convert_messages, sanitize_tool_schema
+from .sandbox import (AsyncSandboxesAPI, MachineSize, RunResult, SandboxBucketConfig, SandboxEgressRule, SandboxesAPI,
+                      SandboxHostAlias, SandboxNetworkPolicy, SandboxSettings, SandboxSidecarContainer, hf_model_rules)
 from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, TerminalToolSpec, ToolCallBlock, ToolResultBlock,
                     ToolSpec)
 
-__all__ = ["AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSession", "BuiltinToolset", "EnvironmentsAPI", "GroupCandidate",
-           "GroupScore", "Message", "OpenReward", "Provider", "ReasoningBlock", "ScoreGroupFailed", "ScoreGroupUnsupported",
-           "Session", "TerminalToolSpec", "ToolCallBlock", "ToolResultBlock", "ToolSpec", "convert_messages",
+__all__ = ["AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSandboxesAPI", "AsyncSession", "BuiltinToolset",
+           "EnvironmentsAPI", "GroupCandidate", "GroupScore", "MachineSize", "Message", "OpenReward",
+           "Provider", "ReasoningBlock", "RunResult", "SandboxBucketConfig", "SandboxEgressRule",
+           "SandboxHostAlias", "SandboxNetworkPolicy", "SandboxSettings", "SandboxSidecarContainer",
+           "SandboxesAPI", "ScoreGroupFailed", "ScoreGroupUnsupported", "Session", "TerminalToolSpec",
+           "ToolCallBlock", "ToolResultBlock", "ToolSpec", "convert_messages", "hf_model_rules",
            "sanitize_tool_schema"]

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['ToolCallErrorReason', 'OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRetriesError',
            'HeartbeatTimeoutError', 'SSEError', 'HTTPStatusError', 'SessionResponseError', 'AuthenticationError',
-           'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed', 'EnvironmentDefinitionError']
+           'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed', 'EnvironmentDefinitionError',
+           'PodTerminatedError', 'SandboxError', 'SandboxCommandError', 'FileTransferError', 'FileTooLargeError']
 
 # %% ../nbs/01_errors.ipynb #95a51849
 import json
@@ -159,3 +160,45 @@ class ScoreGroupFailed(OpenRewardError):
 # %% ../nbs/01_errors.ipynb #952b125b
 class EnvironmentDefinitionError(OpenRewardError, ValueError):
     "A mistake in an Environment, tool or toolset definition, found before any request is served."
+
+# %% ../nbs/01_errors.ipynb #acd891c5
+class PodTerminatedError(SessionTerminatedError):
+    "The sandbox died under the call (its processes were killed, it ran out of memory, its backend went away)."
+
+    def __init__(self,
+                 reason: str,  # what happened to it
+                 *,
+                 sid: str | None = None,  # the sandbox id
+                 ) -> None:
+        super().__init__(reason, sid=sid, kind="sandbox")
+        self.args = (f"Pod terminated (sid={sid!r}): {reason}",)
+
+class SandboxError(OpenRewardError, RuntimeError):
+    "A sandbox cannot start, or cannot honour its settings on the chosen backend; the message says which and why."
+
+class SandboxCommandError(OpenRewardError, RuntimeError):
+    "`check_run`: the command exited with a non-zero status."
+
+    def __init__(self,
+                 cmd: str,  # the command, as sent
+                 output: str,  # what it printed (stdout and stderr together)
+                 return_code: int,  # its exit status
+                 ) -> None:
+        self.cmd, self.output, self.return_code = cmd, output, return_code
+        shown = cmd if len(cmd) <= 300 else cmd[:300] + f"... ({len(cmd)} characters)"
+        super().__init__(f"Command failed: {shown}\n{output}")
+
+class FileTransferError(OpenRewardError, RuntimeError):
+    "A file could not be moved intact into or out of a sandbox (missing, unreadable, changed mid-copy, digest mismatch)."
+
+class FileTooLargeError(FileTransferError):
+    "`download()` refused a file larger than its `max_size` (for a pseudo-file of size 0, `size` is what was read)."
+
+    def __init__(self,
+                 path: str,  # the file in the sandbox
+                 size: int,  # its size in bytes
+                 limit: int,  # the limit it is over
+                 ) -> None:
+        self.path, self.size, self.limit = path, size, limit
+        super().__init__(f"{path} is {size} bytes, over the {limit}-byte download limit")
+

@@ -6,15 +6,19 @@
 __all__ = ['OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRetriesError', 'HeartbeatTimeoutError',
            'HTTPStatusError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
            'ToolCallErrorReason', 'AuthenticationError', 'SessionResponseError', 'SSEError',
-           'EnvironmentDefinitionError']
+           'EnvironmentDefinitionError', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
+           'FileTransferError', 'FileTooLargeError']
 
 # %% ../../nbs/90a_api_errors.ipynb #6e1b82fc
 from ..errors import (
     AuthenticationError, EnvironmentDefinitionError, HeartbeatTimeoutError, HTTPStatusError, MaxRetriesError,
     OpenRewardError, ScoreGroupFailed, ScoreGroupUnsupported, SessionResponseError, SessionTerminatedError, SSEError,
     ToolCallError, ToolCallErrorReason, ToolFailed, TransportError)
+from ..errors import (FileTooLargeError, FileTransferError, PodTerminatedError, SandboxCommandError,
+                               SandboxError)
 
 # %% ../../nbs/90a_api_errors.ipynb #d2a7e3f9
 _all_ = ["OpenRewardError", "SessionTerminatedError", "TransportError", "MaxRetriesError", "HeartbeatTimeoutError",
          "HTTPStatusError", "ToolCallError", "ToolFailed", "ScoreGroupUnsupported", "ScoreGroupFailed",
-         "ToolCallErrorReason", "AuthenticationError", "SessionResponseError", "SSEError", "EnvironmentDefinitionError"]
+         "ToolCallErrorReason", "AuthenticationError", "SessionResponseError", "SSEError", "EnvironmentDefinitionError",
+         "PodTerminatedError", "SandboxError", "SandboxCommandError", "FileTransferError", "FileTooLargeError"]
