@@ -1,8 +1,8 @@
 """Every tool of every built-in toolset, driven on a sandbox: what it answers, and its error paths (missing file,
 ambiguous edit, timeout, binary file, paths with spaces and quotes, a path outside the workspace, a dead sandbox).
 
-The sandbox comes from `sandbox_double.new_sandbox()`: the real local backend when this checkout has one, else the
-test double (no isolation; tests that need isolation say so and skip).
+Every sandbox is a real local (bubblewrap) sandbox from `toolset_sandbox.new_sandbox()`; the toolsets reach it only
+through the public sandbox API.
 """
 import asyncio, json
 from types import SimpleNamespace
@@ -13,7 +13,7 @@ from openreward.errors import SessionTerminatedError
 from openreward.toolsets import (BUILTIN_TOOLSETS, CLIToolset, ClaudeCodeToolset, CodexToolset, GeminiCliToolset,
                                  HermesToolset, OpenClawToolset, download_text, upload_text)
 from openreward.toolsets import cli, claude_code, codex, gemini_cli, hermes, openclaw
-from sandbox_double import REAL_BACKEND, new_sandbox
+from toolset_sandbox import new_sandbox
 
 def run(coro): return asyncio.run(coro)
 def text(out): return out.blocks[0].text
@@ -109,11 +109,13 @@ def test_cli_rooted_workspace():
         assert "outside the workspace root" in text(await t.read(cli.ReadParams(file_path="../../etc/passwd")))
     run(with_box(go, CLIToolset))
 
-@pytest.mark.skipif(not REAL_BACKEND, reason="needs the real (isolating) local sandbox backend")
 def test_write_outside_workspace_refused_by_the_sandbox():
     async def go(sb, t):
         r = await t.write(cli.WriteParams(file_path="/usr/bin/evil", content="x"))
         assert text(r).startswith("Error writing file: ")
+        assert (await sb.run("test -e /usr/bin/evil")).return_code == 1
+        r = await t.bash(cli.BashParams(command="cat /etc/shadow"))
+        assert r.metadata["exit_code"] != 0
     run(with_box(go, CLIToolset))
 
 # ---- claude-code and codex ----------------------------------------------------------------------------------

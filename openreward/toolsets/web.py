@@ -5,6 +5,7 @@
 # %% ../../nbs/11i_toolsets_web.ipynb #181002d0
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from abc import ABC, abstractmethod
@@ -80,7 +81,17 @@ class HTTPSearchBackend(SearchBackend):
     def __init__(self, search_url: str | None, fetch_url: str | None = None, *, api_key: str | None = None,
                  timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.search_url, self.fetch_url, self.api_key = search_url, fetch_url, api_key
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False)
+        self._timeout, self._transport = timeout, transport
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        "The connection pool of the running event loop (a pool cannot move between loops)."
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport, trust_env=False)
+            self._loop = loop
+        return self._client
 
     @classmethod
     def from_env(cls, secrets: dict[str, Any] | None = None, **kw: Any) -> "HTTPSearchBackend":
@@ -91,7 +102,7 @@ class HTTPSearchBackend(SearchBackend):
     async def _post(self, url: str | None, body: dict[str, Any]) -> dict[str, Any] | WebResult:
         if not url: return WebResult.error("not-configured", NOT_CONFIGURED)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        try: r = await self._client.post(url, json=body, headers=headers)
+        try: r = await self._http().post(url, json=body, headers=headers)
         except httpx.HTTPError as e: return WebResult.error("provider-unavailable", f"The search service at {url} is unreachable: {e!r}")
         if r.status_code == 429: return WebResult.error("quota-exceeded", "The search service's quota is exhausted (HTTP 429).")
         if r.status_code >= 500: return WebResult.error("provider-unavailable", f"The search service failed (HTTP {r.status_code}).")
@@ -125,7 +136,8 @@ class HTTPSearchBackend(SearchBackend):
         head = f"URL: {data.get('url') or url}\n" + (f"Title: {title}\n" if title else "") + f"Prompt: {prompt}\n\n"
         return WebResult(text=head + body + note, data={"url": data.get("url") or url, "title": title, "truncated": cut})
 
-    async def aclose(self) -> None: await self._client.aclose()
+    async def aclose(self) -> None:
+        if self._client is not None: await self._client.aclose(); self._client = None
 
 # %% ../../nbs/11i_toolsets_web.ipynb #384af973
 SEARCH_BACKENDS: dict[str, Callable[[dict[str, Any] | None], SearchBackend]] = {"backsearch": HTTPSearchBackend.from_env}
