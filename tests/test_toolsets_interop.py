@@ -23,7 +23,7 @@ def both(reference_python):
 def test_environment_list_identical(both):
     ref, ours = both
     a, b = httpx.get(f"{ref}/list_environments"), httpx.get(f"{ours}/list_environments")
-    assert a.content == b.content and len(a.json()) == 10
+    assert a.content == b.content and len(a.json()) == 11
 
 @pytest.mark.parametrize("key", KEYS)
 def test_class_level_listing_identical(both, key):
@@ -46,3 +46,16 @@ def test_session_toolset_listing_identical(both, key, env):
     assert got[0] == got[1]
     if key == "nope": assert got[0][0] == 400 and b"valid options are" in got[0][1]
     else: assert got[0][2][0] == 200
+
+@pytest.mark.parametrize("key", KEYS)
+def test_toolset_without_its_sandbox(both, key):
+    "A sandbox toolset on an environment without a sandbox: 400 from both servers, naming `env.sandbox`; web ones bind."
+    got = []
+    for base in both:
+        sid = f"interop-nobox-{key}"
+        c = httpx.post(f"{base}/create", json={"env_name": "nobox", "task_spec": {"id": "t0"}, "toolset_name": key},
+                       headers={"X-Session-ID": sid})
+        httpx.post(f"{base}/delete", headers={"X-Session-ID": sid})
+        got.append((c.status_code, c.json()))
+    assert got[0][0] == got[1][0] == (200 if key in ("web", "backsearch") else 400)
+    if got[0][0] == 400: assert all("requires `env.sandbox` to be set" in g[1]["detail"] for g in got), got
