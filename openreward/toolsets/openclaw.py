@@ -134,11 +134,13 @@ class OpenClawToolset(Toolset):
         if a == "poll":
             st, _ = await self.sandbox.run(status_script(sid), timeout=60)  # status first: output it reports is then all in
             n = s["read"]
-            r = await self.sandbox.run(f"s=$(stat -c %s {d}/log) || exit 1; echo $s; tail -c +{n + 1} {d}/log | head -c $((s - {n}))",
+            # a closing "." keeps the chunk's own trailing newlines through the sandbox's rstrip of command output
+            r = await self.sandbox.run(f"s=$(stat -c %s {d}/log) || exit 1; echo $s; tail -c +{n + 1} {d}/log | head -c $((s - {n})); echo .",
                                        timeout=60, max_bytes=None)
             size, _, new = r.output.partition("\n")
+            new = new.removesuffix(".")
             s["read"] = int(size) if size.isdigit() else n
-            return text_output(with_notes(new or "(no new output)", [st.strip()]), {"output": new, "status": st.strip()}, 0.0)
+            return text_output(with_notes(new.rstrip("\n") or "(no new output)", [st.strip()]), {"output": new, "status": st.strip()}, 0.0)
         if a == "log":
             lim = p.limit if p.limit and p.limit > 0 else 200
             r = await self.sandbox.run(f"cat {d}/log", timeout=60, max_bytes=None)
