@@ -104,9 +104,10 @@ class GeminiCliToolset(Toolset):
             pid_out, code = await self.sandbox.run(start, timeout=60)
             if code != 0: return text_output(f"Error starting the background command:\n{pid_out}\n\n(exit {code})", {"error": pid_out, "exit_code": code})
             if params.delay_ms: await asyncio.sleep(min(params.delay_ms, 60_000) / 1000)
-            so_far, _ = await self.sandbox.run(f"cat {log}", timeout=60)
-            text = f"Started in the background (pid {pid_out.strip()}); output goes to {log}.\n{so_far}".rstrip()
-            return text_output(text, {"pid": pid_out.strip(), "log": log, "output": so_far, **meta}, 0.0)
+            r = await self.sandbox.run(f"cat {log}", timeout=60)
+            notes, flags = run_notes(r)
+            text = f"Started in the background (pid {pid_out.strip()}); output goes to {log}.\n{r.output}".rstrip()
+            return text_output(with_notes(text, notes), {"pid": pid_out.strip(), "log": log, "output": r.output, **flags, **meta}, 0.0)
         except Exception as e: return tool_error(e, "executing command")
 
     @tool(concurrent=True)
