@@ -84,6 +84,15 @@ def test_cli_big_write_no_e2big():
         assert (await sb.run("wc -l < big2.txt")).output == "20000"
     run(with_box(go, CLIToolset))
 
+def test_edits_keep_mode_and_symlinks():
+    "An edit writes through the file, as a shell redirect would: an executable stays executable, a symlink a symlink."
+    async def go(sb, t):
+        await sb.run("printf '#!/bin/sh\\necho one\\n' > run.sh && chmod 755 run.sh && ln -s run.sh link.sh")
+        await t.edit(cli.EditParams(file_path="link.sh", old_string="one", new_string="two"))
+        r = await sb.run("test -L link.sh && test -x run.sh && ./run.sh")
+        assert (r.return_code, r.output) == (0, "two")
+    run(with_box(go, CLIToolset))
+
 def test_cli_truncation_noted_and_knobs():
     class Small(CLIToolset):
         bash_max_bytes, max_bash_timeout = 100, 0.5

@@ -13,6 +13,7 @@ import posixpath
 import re
 import shlex
 import tempfile
+import uuid
 import weakref
 from importlib import resources
 from typing import Any
@@ -111,15 +112,18 @@ async def upload_bytes(sandbox: Any, # an async sandbox (`upload_from`, or at le
                        path: str, # destination inside the sandbox
                        data: bytes, # the whole content
                       ) -> None:
-    "Write `data` to `path` in the sandbox, whatever its size."
+    "Write `data` to `path` in the sandbox, whatever its size; an existing file keeps its mode (and a symlink its target)."
+    q = shlex.quote(path)
     if hasattr(sandbox, "upload_from"):
+        staged = f"/tmp/.openreward-upload-{uuid.uuid4().hex}"
         fd, tmp = tempfile.mkstemp(prefix="orw-upload-")
         try:
             with os.fdopen(fd, "wb") as f: f.write(data)
-            await sandbox.upload_from(tmp, path)
+            await sandbox.upload_from(tmp, staged)
         finally: os.unlink(tmp)
+        # `cat >` writes through the existing file, as a shell redirect does: mode, owner and symlinks stay
+        await sandbox.check_run(f"cat {staged} > {q}; rc=$?; rm -f {staged}; exit $rc", timeout=300)
         return
-    q = shlex.quote(path)
     for i in range(0, max(len(data), 1), CHUNK):
         b64 = base64.b64encode(data[i:i + CHUNK]).decode()
         await sandbox.check_run(f"echo '{b64}' | base64 -d {'>>' if i else '>'} {q}")
