@@ -140,6 +140,10 @@ def test_claude_code_tools():
         assert text(await t.read(P.ReadParams(file_path=ODD, offset=2))) == "     2\tb\n\n(exit 0)"
         assert text(await t.grep(P.GrepParams(pattern="^b$", path="dir with space", glob="*.txt"))) == f"{ODD}:2:b\n\n(exit 0)"
         assert text(await t.glob(P.GlobParams(pattern="*.txt"))) == f"./{ODD}\n\n(exit 0)"
+        await sb.run("touch -d '2020-01-01' old.md && touch new.md")
+        assert text(await t.glob(P.GlobParams(pattern="*.md"))) == "./new.md\n./old.md\n\n(exit 0)"  # newest first
+        await t.write(P.WriteParams(file_path="f.js", content="function  go() {}\n"))
+        assert text(await t.grep(P.GrepParams(pattern=r"function\s+\w+", glob="*.js"))) == "./f.js:1:function  go() {}\n\n(exit 0)"
         assert text(await t.edit(P.EditParams(file_path=ODD, old_string="b", new_string="c"))) == f"Successfully edited {ODD}\n\n(exit 0)"
         r = await t.todo_write(P.TodoWriteParams(todos=[{"content": "x"}, {}]))
         assert text(r) == "=== TODO LIST ===\n[pending] [medium] x\n[pending] [medium] No description" and r.reward == 0.0
@@ -184,6 +188,13 @@ def test_gemini_cli_tools():
         assert r.metadata["output"] == "early"
         assert (await sb.run(f"kill -0 {r.metadata['pid']}")).return_code == 0
         await sb.run(f"kill -KILL -- -{r.metadata['pid']}")
+        await sb.run("mkdir -p g && touch -d '2020-01-01' g/old.py && touch g/new.py && touch g/skip.txt")
+        ws = (await sb.run("pwd")).output
+        assert text(await t.glob(P.GlobParams(pattern="*.py", dir_path="g"))) == f"{ws}/g/new.py\n{ws}/g/old.py\n\n(exit 0)"
+        await t.write_file(P.WriteFileParams(file_path="long.txt", content="".join(f"{i}\n" for i in range(1, 2501))))
+        r = await t.read_file(P.ReadFileParams(file_path="long.txt"))
+        assert r.metadata["truncated"] and text(r).endswith("[showing lines 1-2000 of 2500; ask for a range to read more]")
+        assert text(await t.read_file(P.ReadFileParams(file_path="long.txt", start_line=2500))) == "  2500\t2500\n\n(exit 0)"
         r = await t.write_todos(P.WriteTodosParams(todos=[P.TodoItem(description="plan", status="blocked")]))
         assert text(r) == "[blocked] plan"
     run(with_box(go, GeminiCliToolset))

@@ -264,19 +264,26 @@ async def bash_impl(sandbox: Any, command: str, timeout: float | None = None, *,
         return out
     except Exception as e: return tool_error(e, "executing command")
 
-async def find_files(sandbox: Any, pattern: str, path: str | None, *, root: str | None) -> tuple[list[str], Any]:
-    "`(matches, run result)` of `glob` over `path` (default: the working directory)."
+async def find_files(sandbox: Any, pattern: str, path: str | None, *, root: str | None,
+                     newest_first: bool = False, absolute: bool = False) -> tuple[list[str], Any]:
+    "`(matches, run result)` of `glob` over `path` (default: the working directory), by path or newest first."
     base = rooted(path or ".", root)
-    r = await sandbox.run(f"find {shlex.quote(base)} -type f 2>&1")
+    q = shlex.quote(base)
+    start = f'b=$(cd {q} && pwd) || exit 1; echo "$b"; find "$b"' if absolute else f"echo {q}; find {q}"
+    r = await sandbox.run(f"{start} -type f -printf '%T@ %p\\n' 2>&1")
     output, _ = r
-    found = [l for l in output.splitlines() if l and not l.startswith("find: ")]
-    return glob_filter(found, base, pattern), r
+    head, *lines = output.splitlines() or [""]
+    stamped = [l.split(" ", 1) for l in lines if l and not l.startswith("find: ") and " " in l]
+    mtime = {p: float(t) for t, p in stamped if t.replace(".", "", 1).isdigit()}
+    hits = glob_filter(list(mtime), head if absolute else base, pattern)
+    if newest_first: hits.sort(key=lambda p: -mtime[p])
+    return hits, r
 
 async def glob_impl(sandbox: Any, pattern: str, path: str | None, *, root: str | None = None,
-                    reward: float | None = None) -> ToolOutput:
-    "Files under `path` matching `pattern`, one per line, sorted."
+                    reward: float | None = None, newest_first: bool = False, absolute: bool = False) -> ToolOutput:
+    "Files under `path` matching `pattern`, one per line, sorted by path (or newest first)."
     try:
-        hits, r = await find_files(sandbox, pattern, path, root=root)
+        hits, r = await find_files(sandbox, pattern, path, root=root, newest_first=newest_first, absolute=absolute)
         output, code = r
         errors = [l for l in output.splitlines() if l.startswith("find: ")]
         text = "\n".join(hits + errors)
@@ -285,12 +292,12 @@ async def glob_impl(sandbox: Any, pattern: str, path: str | None, *, root: str |
     except Exception as e: return tool_error(e, "in glob search")
 
 async def grep_impl(sandbox: Any, pattern: str, path: str | None, include: str | None, *, root: str | None = None,
-                    reward: float | None = None) -> ToolOutput:
-    "`grep -r -n` for `pattern` under `path`, only in files named like `include` if given."
+                    reward: float | None = None, extended: bool = False) -> ToolOutput:
+    "`grep -r -n` (`-E` if `extended`) for `pattern` under `path`, only in files named like `include` if given."
     try:
         base = rooted(path or ".", root)
         inc = f" --include={shlex.quote(include)}" if include else ""
-        r = await sandbox.run(f"grep -r -n{inc} -- {shlex.quote(pattern)} {shlex.quote(base)}")
+        r = await sandbox.run(f"grep -r -n{' -E' if extended else ''}{inc} -- {shlex.quote(pattern)} {shlex.quote(base)}")
         return command_output(r, reward=reward)
     except Exception as e: return tool_error(e, "in grep search")
 
@@ -304,14 +311,18 @@ async def ls_impl(sandbox: Any, path: str | None, ignore: list[str] | None = Non
     except Exception as e: return tool_error(e, "listing directory")
 
 async def read_impl(sandbox: Any, file_path: str, offset: int | None, limit: int | None, *, root: str | None = None,
-                    reward: float | None = None) -> ToolOutput:
-    "Lines `offset`..`offset+limit-1` of a file (all by default), numbered like `cat -n` with their real numbers."
+                    reward: float | None = None, max_lines: int | None = None) -> ToolOutput:
+    "Lines `offset`..`offset+limit-1` of a file (all, or `max_lines`, by default), numbered like `cat -n`."
     try:
         p = rooted(file_path, root)
-        shown, first, total = line_range(await read_text(sandbox, p), offset, limit)
+        cap = max_lines if max_lines and not limit else None
+        shown, first, total = line_range(await read_text(sandbox, p), offset, limit or cap)
+        notes = range_note(shown, first, total)
+        if cap and first - 1 + len(shown) < total:
+            notes.append(f"showing lines {first}-{first - 1 + len(shown)} of {total}; ask for a range to read more")
         output = numbered(shown, first)
-        return text_output(with_notes(f"{output}\n\n(exit 0)", range_note(shown, first, total)),
-                           {"output": output, "exit_code": 0, "total_lines": total}, reward)
+        flags = {"truncated": True} if cap and first - 1 + len(shown) < total else {}
+        return text_output(with_notes(f"{output}\n\n(exit 0)", notes), {"output": output, "exit_code": 0, "total_lines": total, **flags}, reward)
     except Exception as e: return tool_error(e, "reading file")
 
 async def write_impl(sandbox: Any, file_path: str, content: str, *, root: str | None = None,

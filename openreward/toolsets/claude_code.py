@@ -79,11 +79,11 @@ class ClaudeCodeToolset(Toolset):
 
     @tool(concurrent=True)
     async def glob(self, params: GlobParams) -> ToolOutput:
-        return await glob_impl(self.sandbox, params.pattern, params.path)
+        return await glob_impl(self.sandbox, params.pattern, params.path, newest_first=True)
 
     @tool(concurrent=True)
     async def grep(self, params: GrepParams) -> ToolOutput:
-        return await grep_impl(self.sandbox, params.pattern, params.path, params.glob)
+        return await grep_impl(self.sandbox, params.pattern, params.path, params.glob, extended=True)
 
     @tool(concurrent=True)
     async def read(self, params: ReadParams) -> ToolOutput:

@@ -18,8 +18,9 @@ from ._core import (bash_impl, describe, edit_impl, glob_impl, ls_impl, read_imp
                                        text_output, tool_error, with_notes, write_impl)
 
 # %% auto #0
-__all__ = ['TOTAL_MAX_MATCHES', 'RunShellCommandParams', 'GlobParams', 'GrepSearchParams', 'ReadFileParams', 'WriteFileParams',
-           'ReplaceParams', 'ListDirectoryParams', 'TodoItem', 'WriteTodosParams', 'grep_command', 'GeminiCliToolset']
+__all__ = ['TOTAL_MAX_MATCHES', 'MAX_READ_LINES', 'RunShellCommandParams', 'GlobParams', 'GrepSearchParams', 'ReadFileParams',
+           'WriteFileParams', 'ReplaceParams', 'ListDirectoryParams', 'TodoItem', 'WriteTodosParams', 'grep_command',
+           'GeminiCliToolset']
 
 # %% ../../nbs/11f_toolsets_gemini_cli.ipynb #cda5ee75
 class RunShellCommandParams(BaseModel, extra="forbid"):
@@ -71,6 +72,7 @@ class WriteTodosParams(BaseModel, extra="forbid"):
 
 # %% ../../nbs/11f_toolsets_gemini_cli.ipynb #d2ab1229
 TOTAL_MAX_MATCHES = 100  # the "Max 100 matches" of grep_search's prompt text
+MAX_READ_LINES = 2000  # a read_file without a range shows this many lines, and says so when the file has more
 
 def grep_command(p: GrepSearchParams) -> str:
     "The quoted `grep` command line for a `grep_search` call."
@@ -112,7 +114,7 @@ class GeminiCliToolset(Toolset):
 
     @tool(concurrent=True)
     async def glob(self, params: GlobParams) -> ToolOutput:
-        return await glob_impl(self.sandbox, params.pattern, params.dir_path, reward=0.0)
+        return await glob_impl(self.sandbox, params.pattern, params.dir_path, reward=0.0, newest_first=True, absolute=True)
 
     @tool(concurrent=True)
     async def grep_search(self, params: GrepSearchParams) -> ToolOutput:
@@ -133,7 +135,7 @@ class GeminiCliToolset(Toolset):
         s, e = params.start_line, params.end_line
         limit = (e - (s or 1) + 1) if e else None
         if limit is not None and limit < 1: return text_output(f"Error: end_line {e} is before start_line {s}.", {"error": "empty range"})
-        return await read_impl(self.sandbox, params.file_path, s, limit, reward=0.0)
+        return await read_impl(self.sandbox, params.file_path, s, limit, reward=0.0, max_lines=MAX_READ_LINES)
 
     @tool(concurrent=True)
     async def write_file(self, params: WriteFileParams) -> ToolOutput:
