@@ -55,7 +55,7 @@ def test_session_cli_through_our_client(server, toolset):
     assert reward == 1.0
 
 def test_reference_client_drives_toolset_sessions(server, reference_python):
-    plans = {k: PLANS[k] for k in ("claude-code", "gemini-cli", "openclaw")}
+    plans = {k: PLANS[k] for k in ("claude-code", "codex", "gemini-cli", "hermes", "openclaw")}  # all its client accepts
     r = run_reference_script(reference_python, FIXTURES/"reference_toolset_client.py", server, json.dumps(plans))
     got = json.loads(r.stdout.strip().splitlines()[-1])
     for key in plans:
