@@ -22,13 +22,13 @@ from ..errors import SessionTerminatedError, TransportError
 from ..types import TextBlock, ToolOutput
 
 # %% auto #0
-__all__ = ['SURFACE', 'FATAL_ERRORS', 'CHUNK', 'describe', 'text_output', 'run_notes', 'with_notes', 'command_output',
+__all__ = ['SURFACE', 'FATAL_ERRORS', 'CHUNK', 'describe', 'Surface', 'text_output', 'run_notes', 'with_notes', 'command_output',
            'tool_error', 'rooted', 'rooted_command', 'upload_bytes', 'download_text', 'upload_text', 'file_lock',
            'NotTextError', 'read_text', 'write_text', 'numbered', 'line_range', 'range_note', 'EditError',
            'replace_exact', 'glob_regex', 'glob_filter', 'bash_impl', 'find_files', 'glob_impl', 'grep_impl', 'ls_impl',
            'read_impl', 'write_impl', 'edit_impl', 'multi_edit_impl', 'apply_patch_text']
 
-# %% ../../nbs/11b_toolsets_core.ipynb #99f9a20e
+# %% ../../nbs/11b_toolsets_core.ipynb #19fdae9d
 SURFACE: dict[str, dict[str, str]] = json.loads(resources.files("openreward.toolsets").joinpath("surface.json").read_text(encoding="utf-8"))
 
 def describe(key: str, # registry key of the toolset in `SURFACE`
@@ -45,6 +45,27 @@ def describe(key: str, # registry key of the toolset in `SURFACE`
     return deco
 
 # %% ../../nbs/11b_toolsets_core.ipynb #581a435d
+def _type_name(ann: Any) -> str:
+    return ann.__name__ if isinstance(ann, type) else re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(ann)).replace("NoneType", "None")
+
+class Surface:
+    "A toolset class's tools and their parameters, as a table (rich in a notebook)."
+    def __init__(self, cls: type): self.cls = cls
+    def rows(self) -> list[tuple[str, str]]:
+        "`(tool, parameters)` pairs, `name: type = default` for each parameter."
+        from openreward.authoring import table_of
+        out = []
+        for name, t in table_of(self.cls).own.items():
+            fields = t.model.model_fields.items() if t.model else []
+            out.append((name, ", ".join(f"{k}: {_type_name(f.annotation)}" + ("" if f.is_required() else f" = {f.default!r}")
+                                        for k, f in fields)))
+        return out
+    def __repr__(self) -> str: return "\n".join(f"{n}({p})" for n, p in self.rows())
+    def _repr_markdown_(self) -> str:
+        cell = lambda p: f"`{p}`".replace("|", "\\|") if p else ""
+        return "| tool | parameters |\n|---|---|\n" + "\n".join(f"| `{n}` | {cell(p)} |" for n, p in self.rows())
+
+# %% ../../nbs/11b_toolsets_core.ipynb #ec69b31c
 def text_output(text: str, # the one text block
                 metadata: dict[str, Any] | None = None, # machine-readable details
                 reward: float | None = None, # 0.0 where the reference toolset grants one
@@ -77,7 +98,7 @@ def command_output(result: Any, # the `RunResult` of the command
     notes, flags = run_notes(result, timeout)
     return text_output(with_notes(f"{output}\n\n(exit {code})", notes), {"output": output, "exit_code": code, **flags}, reward)
 
-# %% ../../nbs/11b_toolsets_core.ipynb #be3f64ea
+# %% ../../nbs/11b_toolsets_core.ipynb #d9b54d42
 FATAL_ERRORS = (SessionTerminatedError, TransportError)
 
 def tool_error(e: Exception, # what the tool raised
@@ -87,7 +108,7 @@ def tool_error(e: Exception, # what the tool raised
     if isinstance(e, FATAL_ERRORS): raise e
     return text_output(f"Error {what}: {e}", {"error": str(e)})
 
-# %% ../../nbs/11b_toolsets_core.ipynb #d9b54d42
+# %% ../../nbs/11b_toolsets_core.ipynb #19856a3f
 def rooted(path: str | None, # a path as the agent gave it
            root: str | None, # the toolset's root, or None (unrooted)
           ) -> str | None:
@@ -105,7 +126,7 @@ def rooted_command(command: str, # a bash script
     "`command` preceded by its own `cd <root> || exit 1` line (so a trailing `&` or a second line stays inside)."
     return command if root is None else f"cd {shlex.quote(root)} || exit 1\n{command}"
 
-# %% ../../nbs/11b_toolsets_core.ipynb #19856a3f
+# %% ../../nbs/11b_toolsets_core.ipynb #3dd9d8da
 CHUNK = 48 * 1024  # bytes of content per command when a sandbox has no streamed upload (base64: 64 KiB)
 
 async def upload_bytes(sandbox: Any, # an async sandbox (`upload_from`, or at least `check_run`)
@@ -144,7 +165,7 @@ async def upload_text(sandbox: Any, # an async sandbox
     if ensure_trailing_newline and not content.endswith("\n"): content += "\n"
     await upload_bytes(sandbox, path, content.encode("utf-8"))
 
-# %% ../../nbs/11b_toolsets_core.ipynb #393f5279
+# %% ../../nbs/11b_toolsets_core.ipynb #6f568111
 _locks: weakref.WeakKeyDictionary[Any, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
 _locks_by_id: dict[int, dict[str, asyncio.Lock]] = {}
 
@@ -177,7 +198,7 @@ async def write_text(sandbox: Any, # an async sandbox
     if parent: await sandbox.run(f"mkdir -p -- {shlex.quote(parent)}", timeout=60)
     await upload_bytes(sandbox, path, content.encode("utf-8"))
 
-# %% ../../nbs/11b_toolsets_core.ipynb #6f568111
+# %% ../../nbs/11b_toolsets_core.ipynb #9ee893de
 def numbered(lines: list[str], # the lines to show
              first: int = 1, # the real number of the first one
             ) -> str:
@@ -198,7 +219,7 @@ def range_note(shown: list[str], first: int, total: int) -> list[str]:
     "A note when the range asked for starts past the end of the file."
     return [f"the file has {total} lines; line {first} is past its end"] if not shown and first > total and first > 1 else []
 
-# %% ../../nbs/11b_toolsets_core.ipynb #9ee893de
+# %% ../../nbs/11b_toolsets_core.ipynb #1fa3bad8
 class EditError(ValueError):
     "An edit that cannot be applied; the message is the tool's answer."
 
@@ -218,7 +239,7 @@ def replace_exact(content: str, # the file's text
         raise EditError(f"Error: old_string appears {n} times in {path}. Must be unique unless {flag}.")
     return content.replace(old, new) if replace_all else content.replace(old, new, 1), (n if replace_all else 1)
 
-# %% ../../nbs/11b_toolsets_core.ipynb #1fa3bad8
+# %% ../../nbs/11b_toolsets_core.ipynb #b905ff49
 def glob_regex(pattern: str, # a glob: `*`, `?`, `[...]`, `**` (any number of directories)
               ) -> re.Pattern:
     "A regex for `pattern` over `/`-separated paths: `*` and `?` stay inside one path segment, `**/` spans several."
@@ -249,7 +270,7 @@ def glob_filter(paths: list[str], # paths as `find DIR -type f` prints them
     def rel(p): return p[len(pre):] if p.startswith(pre) else p
     return sorted(p for p in paths if rx.match(posixpath.basename(p) if by_name else rel(p)))
 
-# %% ../../nbs/11b_toolsets_core.ipynb #6126c646
+# %% ../../nbs/11b_toolsets_core.ipynb #a1ac2e1e
 def _kwargs(timeout: float | None, max_bytes: int | None) -> dict[str, Any]:
     "`run` keywords: only what is set, so the sandbox's own defaults apply otherwise."
     return {k: v for k, v in (("timeout", timeout), ("max_bytes", max_bytes)) if v is not None}
@@ -369,9 +390,10 @@ async def multi_edit_impl(sandbox: Any, file_path: str, edits: list[dict[str, An
                            {"total_replacements": total, "edits_applied": len(edits)}, reward)
     except Exception as e: return tool_error(e, "in multi-edit")
 
-# %% ../../nbs/11b_toolsets_core.ipynb #a95a0224
+# %% ../../nbs/11b_toolsets_core.ipynb #ef8ebbcd
 from ._patch import PatchError, parse_patch, paths_read, plan, summary
 
+# %% ../../nbs/11b_toolsets_core.ipynb #2f1668ab
 async def _exists(sandbox: Any, path: str) -> bool:
     r = await sandbox.run(f"test -e {shlex.quote(path)}", timeout=60)
     return r.return_code == 0

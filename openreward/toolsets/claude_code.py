@@ -18,7 +18,7 @@ from ._core import (bash_impl, describe, edit_impl, glob_impl, grep_impl, read_i
 __all__ = ['MAX_TIMEOUT', 'bash_seconds', 'BashParams', 'GlobParams', 'GrepParams', 'ReadParams', 'WriteParams', 'EditParams',
            'TodoWriteParams', 'ClaudeCodeToolset']
 
-# %% ../../nbs/11d_toolsets_claude_code.ipynb #74fe5d8f
+# %% ../../nbs/11d_toolsets_claude_code.ipynb #9bfcb8b3
 MAX_TIMEOUT = 600.0  # seconds: the ten minutes the prompt text promises as the cap
 
 def bash_seconds(timeout: float | None, # as the agent gave it
@@ -28,7 +28,7 @@ def bash_seconds(timeout: float | None, # as the agent gave it
     t = default if timeout is None or timeout <= 0 else timeout / 1000 if timeout >= 1000 else timeout
     return min(t, MAX_TIMEOUT)
 
-# %% ../../nbs/11d_toolsets_claude_code.ipynb #afc65177
+# %% ../../nbs/11d_toolsets_claude_code.ipynb #58dc3a3e
 class BashParams(BaseModel, extra="forbid"):
     command: str
     description: str = ""
@@ -61,7 +61,7 @@ class EditParams(BaseModel, extra="forbid"):
 class TodoWriteParams(BaseModel, extra="forbid"):
     todos: list[dict[str, Any]]
 
-# %% ../../nbs/11d_toolsets_claude_code.ipynb #58dc3a3e
+# %% ../../nbs/11d_toolsets_claude_code.ipynb #eee5bec1
 @describe("claude-code")
 class ClaudeCodeToolset(Toolset):
     "Claude Code's tool surface over `env.sandbox`."

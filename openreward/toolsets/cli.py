@@ -18,7 +18,7 @@ from ._core import (bash_impl, describe, edit_impl, glob_impl, grep_impl, ls_imp
 __all__ = ['BashParams', 'GlobParams', 'GrepParams', 'LSParams', 'ReadParams', 'WriteParams', 'EditParams', 'MultiEditParams',
            'TodoItem', 'TodoWriteParams', 'CLIToolset']
 
-# %% ../../nbs/11c_toolsets_cli.ipynb #d9f65bd1
+# %% ../../nbs/11c_toolsets_cli.ipynb #3b1d6e28
 class BashParams(BaseModel, extra="forbid"):
     command: str
     timeout: float | None = None
@@ -64,7 +64,7 @@ class TodoItem(BaseModel, extra="forbid"):
 class TodoWriteParams(BaseModel, extra="forbid"):
     todos: list[TodoItem]
 
-# %% ../../nbs/11c_toolsets_cli.ipynb #dc04989c
+# %% ../../nbs/11c_toolsets_cli.ipynb #c12815a8
 @describe("cli")
 class CLIToolset(Toolset):
     "A shell, file search, reads, writes and edits in `env.sandbox`, optionally rooted at a workspace directory."

@@ -15,12 +15,13 @@ from .claude_code import bash_seconds
 # %% auto #0
 __all__ = ['BashParams', 'CodexToolset']
 
-# %% ../../nbs/11e_toolsets_codex.ipynb #c8047e86
+# %% ../../nbs/11e_toolsets_codex.ipynb #a8e846f3
 class BashParams(BaseModel, extra="forbid"):
     command: str
     description: str = ""
     timeout: float | None = 30.0
 
+# %% ../../nbs/11e_toolsets_codex.ipynb #b4b9e58b
 @describe("codex")
 class CodexToolset(Toolset):
     "Codex's shell tool over `env.sandbox`."

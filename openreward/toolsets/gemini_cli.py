@@ -22,7 +22,7 @@ __all__ = ['TOTAL_MAX_MATCHES', 'MAX_READ_LINES', 'RunShellCommandParams', 'Glob
            'WriteFileParams', 'ReplaceParams', 'ListDirectoryParams', 'TodoItem', 'WriteTodosParams', 'grep_command',
            'GeminiCliToolset']
 
-# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #cda5ee75
+# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #b98ac4ac
 class RunShellCommandParams(BaseModel, extra="forbid"):
     command: str
     description: str = ""
@@ -70,7 +70,7 @@ class TodoItem(BaseModel, extra="forbid"):
 class WriteTodosParams(BaseModel, extra="forbid"):
     todos: list[TodoItem]
 
-# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #d2ab1229
+# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #e8e5eede
 TOTAL_MAX_MATCHES = 100  # the "Max 100 matches" of grep_search's prompt text
 MAX_READ_LINES = 2000  # a read_file without a range shows this many lines, and says so when the file has more
 
@@ -83,7 +83,7 @@ def grep_command(p: GrepSearchParams) -> str:
     if p.max_matches_per_file: parts.append(f"-m {int(p.max_matches_per_file)}")
     return " ".join(parts + ["--", shlex.quote(p.pattern), shlex.quote(p.dir_path or ".")])
 
-# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #cb436a67
+# %% ../../nbs/11f_toolsets_gemini_cli.ipynb #63d41ab4
 @describe("gemini-cli")
 class GeminiCliToolset(Toolset):
     "Gemini CLI's tool surface over `env.sandbox`."

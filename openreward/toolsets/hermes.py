@@ -20,7 +20,7 @@ from ._patch import PatchError
 __all__ = ['MAX_TERMINAL_TIMEOUT', 'TerminalParams', 'ReadFileParams', 'WriteFileParams', 'SearchFilesParams', 'PatchParams',
            'page', 'HermesToolset']
 
-# %% ../../nbs/11g_toolsets_hermes.ipynb #47d57348
+# %% ../../nbs/11g_toolsets_hermes.ipynb #f53759a6
 class TerminalParams(BaseModel, extra="forbid"):
     command: str
     timeout: int | None = 180
@@ -52,7 +52,7 @@ class PatchParams(BaseModel, extra="forbid"):
     replace_all: bool = False
     patch: str | None = None
 
-# %% ../../nbs/11g_toolsets_hermes.ipynb #a73bb24f
+# %% ../../nbs/11g_toolsets_hermes.ipynb #74ec3f1e
 MAX_TERMINAL_TIMEOUT = 600  # seconds, the cap its prompt text gives
 
 def page(items: list[str], offset: int, limit: int, what: str) -> tuple[list[str], list[str]]:

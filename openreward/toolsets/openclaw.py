@@ -22,7 +22,7 @@ from ._patch import PatchError
 __all__ = ['PROC_DIR', 'ExecParams', 'ReadParams', 'WriteParams', 'EditItem', 'EditParams', 'ApplyPatchParams', 'ProcessParams',
            'start_script', 'status_script', 'kill_script', 'OpenClawToolset']
 
-# %% ../../nbs/11h_toolsets_openclaw.ipynb #62394941
+# %% ../../nbs/11h_toolsets_openclaw.ipynb #2aabac6a
 class ExecParams(BaseModel, extra="forbid"):
     command: str
     timeout: float | None = 1800.0
@@ -55,7 +55,7 @@ class ProcessParams(BaseModel, extra="forbid"):
     offset: int | None = None
     limit: int | None = None
 
-# %% ../../nbs/11h_toolsets_openclaw.ipynb #6d055aaf
+# %% ../../nbs/11h_toolsets_openclaw.ipynb #41a61092
 PROC_DIR = "/tmp/.openreward-proc"
 
 def start_script(sid: str, command: str) -> str:
@@ -82,7 +82,7 @@ def kill_script(sid: str) -> str:
 
 _BACKGROUND = re.compile(r"(?<![&|])&\s*$")
 
-# %% ../../nbs/11h_toolsets_openclaw.ipynb #41a61092
+# %% ../../nbs/11h_toolsets_openclaw.ipynb #a134877e
 @describe("openclaw")
 class OpenClawToolset(Toolset):
     "OpenClaw's tool surface over `env.sandbox`, with background sessions."

@@ -163,6 +163,7 @@ class WebFetchParams(BaseModel, extra="forbid"):
     url: str
     prompt: str
 
+# %% ../../nbs/11i_toolsets_web.ipynb #ea8e7ef9
 MAX_FETCH_CHARS = 20_000
 
 @describe("web")
