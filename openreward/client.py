@@ -1232,22 +1232,6 @@ class AsyncOpenReward(_ClientBase):
     async def __aenter__(self) -> AsyncOpenReward: return self
     async def __aexit__(self, *exc: Any) -> None: await self.aclose()
 
-# %% ../nbs/06_client.ipynb #ddaf36f8
-from fastcore.basics import patch
-from .sandbox import AsyncSandboxesAPI, SandboxesAPI, SandboxSettings
-
-@patch
-def sandbox(self: OpenReward, settings: SandboxSettings, creation_timeout: int = 1800, secrets: Secrets | None = None,
-            *, backend: Any = None) -> SandboxesAPI:
-    "A sandbox for `settings`, not started (`with client.sandbox(settings) as sb:`)."
-    return SandboxesAPI(self.session_base_url, self.api_key, settings, creation_timeout, secrets, self.base_url, backend=backend)
-
-@patch
-def sandbox(self: AsyncOpenReward, settings: SandboxSettings, creation_timeout: int = 1800, secrets: Secrets | None = None,
-            *, backend: Any = None) -> AsyncSandboxesAPI:
-    "A sandbox for `settings`, not started (`async with client.sandbox(settings) as sb:`); a plain method, not awaited."
-    return AsyncSandboxesAPI(self.session_base_url, self.api_key, settings, creation_timeout, secrets, self.base_url, backend=backend)
-
 # %% ../nbs/06_client.ipynb #7bf1173c
 def _in_ipython_kernel() -> bool:
     ipython = sys.modules.get("IPython")
@@ -1272,3 +1256,19 @@ def nest_asyncio_in_notebooks(force: bool = False,  # patch whenever a loop is r
     return True
 
 nest_asyncio_in_notebooks()
+
+# %% ../nbs/06_client.ipynb #ddaf36f8
+from fastcore.basics import patch
+from .sandbox import AsyncSandboxesAPI, SandboxesAPI, SandboxSettings
+
+@patch
+def sandbox(self: OpenReward, settings: SandboxSettings, creation_timeout: int = 1800, secrets: Secrets | None = None,
+            *, backend: Any = None) -> SandboxesAPI:
+    "A sandbox for `settings`, not started (`with client.sandbox(settings) as sb:`)."
+    return SandboxesAPI(self.session_base_url, self.api_key, settings, creation_timeout, secrets, self.base_url, backend=backend)
+
+@patch
+def sandbox(self: AsyncOpenReward, settings: SandboxSettings, creation_timeout: int = 1800, secrets: Secrets | None = None,
+            *, backend: Any = None) -> AsyncSandboxesAPI:
+    "A sandbox for `settings`, not started (`async with client.sandbox(settings) as sb:`); a plain method, not awaited."
+    return AsyncSandboxesAPI(self.session_base_url, self.api_key, settings, creation_timeout, secrets, self.base_url, backend=backend)

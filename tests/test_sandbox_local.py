@@ -400,3 +400,21 @@ def test_client_sandbox_methods_pass_keys_and_secrets(backend):
     assert run(main()) == "1 hf k-123 k-123"
     with pytest.raises(ValueError, match="not a well-known provider key"):
         OpenReward(api_key="").sandbox(settings(), secrets={"DB": "pw"}, backend=backend)
+
+# -- images ---------------------------------------------------------------------------------------------------------------
+
+def test_an_image_with_a_local_root_filesystem_is_honoured(backend):
+    from sandbox_helpers import busybox_rootfs
+    rootfs = busybox_rootfs(state_dir() / "busybox")
+    for d in (rootfs.parent, rootfs): os.chmod(d, 0o755)
+    local = LocalBackend(root=backend.root, images={"orw-busybox:test": rootfs})
+    async def main():
+        async with AsyncSandboxesAPI(settings=settings(image="orw-busybox:test"), backend=local) as sb:
+            shell = await sb.run("ls /usr 2>&1; command -v python3 || echo no python; echo hi > note; cat note; ls -l /bin/sh")
+            files = await sb.download("/workspace/note")
+            timed = await sb.run("sleep 30", timeout=1)
+            return shell, files, timed, sb.info
+    shell, files, timed, info = run(main())
+    assert "No such file" in shell.output and "no python" in shell.output and "hi" in shell.output and "busybox" in shell.output
+    assert files == b"hi\n" and timed.timed_out and str(rootfs) in info["image"]
+    shutil.rmtree(rootfs.parent, ignore_errors=True)
