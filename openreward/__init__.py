@@ -16,6 +16,7 @@ from .sandbox import (AsyncSandboxesAPI, MachineSize, RunResult, SandboxBucketCo
 from .types import (GroupCandidate, GroupScore, Message, ReasoningBlock, TerminalToolSpec, ToolCallBlock, ToolResultBlock,
                     ToolSpec)
 from . import client_display as _client_display  # the client objects' notebook displays (patched onto their classes)
+from . import toolsets  # `openreward.toolsets.X` after `import openreward`, as in the reference
 
 __all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "AsyncSandboxesAPI", "AsyncSession",
            "BuiltinToolset", "convert_messages", "EnvironmentsAPI", "GroupCandidate", "GroupScore", "hf_model_rules",
@@ -25,3 +26,4 @@ __all__ = ["AssistantMessage", "AsyncEnvironmentsAPI", "AsyncOpenReward", "Async
            "SandboxSettings", "SandboxSidecarContainer", "sanitize_tool_schema", "ScoreGroupFailed",
            "ScoreGroupUnsupported", "Session", "SystemMessage", "TaskDifficulty", "TerminalToolSpec", "ToolCall",
            "ToolCallBlock", "ToolResult", "ToolResultBlock", "ToolSpec", "TrainingStage", "UploadType", "UserMessage"]
+

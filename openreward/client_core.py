@@ -361,8 +361,9 @@ def stream_op(path: str,                  # the SSE endpoint
 
 # %% ../nbs/06c_client_core.ipynb #7163dbda
 _CLEANUP_TIMEOUT = 10.0
-BUILTIN_TOOLSETS = ("backsearch", "claude-code", "codex", "gemini-cli", "hermes", "openclaw")
-BuiltinToolset = Literal["backsearch", "claude-code", "codex", "gemini-cli", "hermes", "openclaw"]
+# every name the server registry (`openreward.toolsets.BUILTIN_TOOLSETS`) binds; the reference client refuses "cli" and "web"
+BUILTIN_TOOLSETS = ("backsearch", "claude-code", "cli", "codex", "gemini-cli", "hermes", "openclaw", "web")
+BuiltinToolset = Literal["backsearch", "claude-code", "cli", "codex", "gemini-cli", "hermes", "openclaw", "web"]
 
 def _known(data: Mapping[str, Any], model: type) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in model.model_fields}
@@ -579,6 +580,8 @@ class SessionCore:
             raise ValueError("Provide either task or both split and index, not both/neither"
                              + (f" ({why}: pass task= or split= and index=)" if why else ""))
         if (split is None) != (index is None): raise ValueError("split and index must both be provided together")
+        if toolset is not None and not isinstance(toolset, str) and callable(getattr(toolset, "name", None)):
+            toolset = toolset.name()  # a Toolset class or instance (as the reference's docstring shows): its registered name
         if toolset is not None and toolset not in BUILTIN_TOOLSETS:
             raise ValueError(f"Unknown toolset {toolset!r}; valid options: {sorted(BUILTIN_TOOLSETS)}")
         self.env, self.task, self.split, self.index, self.toolset = env, task, split, index, toolset

@@ -770,8 +770,9 @@ class Uploader:
 
     def sync(self, timeout: float | None = None,  # seconds; None: until done
              ) -> bool:
-        "Send everything committed so far now; True when nothing waits any more, False on timeout."
+        "Send everything logged so far now; True when nothing waits any more, False on timeout."
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.store.flush(timeout)  # what this process logged is committed first, so this round sees it
         while self._thread.is_alive():
             with self._cv:
                 target = self._started + 1  # the first round that begins after this request

@@ -22,25 +22,7 @@ from conftest import REPO, subprocess_env
 INVENTORY = REPO/"tests"/"inventory_reference.py"
 SNAPSHOT = REPO/"tests"/"fixtures"/"reference_inventory.json"
 
-# -------------------------------------------------------------------------------------------------------------------
-# Provided by other issues, in progress on their branches: delete each group as its branch merges.
-# -------------------------------------------------------------------------------------------------------------------
-_ROLLOUTS = "provided by issue #11 (rollouts; in progress on its branch)"
-_SANDBOXES = "provided by issue #7 (sandboxes; in progress on its branch)"
-_TOOLSETS = "provided by issue #9 (toolsets; in progress on its branch)"
-
-FROM_BRANCHES: dict[str, str] = {
-    # issue #9: built-in toolsets
-    "openreward.environments._sandbox_tools": _TOOLSETS,
-    "openreward.environments:download_text": _TOOLSETS,
-    "openreward.environments:upload_text": _TOOLSETS,
-    "openreward:toolsets": _TOOLSETS,
-    **{m: _TOOLSETS for m in ("openreward.toolsets", "openreward.toolsets._web_common", "openreward.toolsets.backsearch",
-                              "openreward.toolsets.claude_code", "openreward.toolsets.cli", "openreward.toolsets.codex",
-                              "openreward.toolsets.excel", "openreward.toolsets.gemini_cli", "openreward.toolsets.hermes",
-                              "openreward.toolsets.openclaw", "openreward.toolsets.pdf", "openreward.toolsets.powerpoint",
-                              "openreward.toolsets.web", "openreward.toolsets.word")},
-}
+FROM_BRANCHES: dict[str, str] = {}  # names other issues were building on their branches: all merged
 
 # -------------------------------------------------------------------------------------------------------------------
 # Declined: what ours does not offer at the reference's path, and why.
@@ -71,7 +53,89 @@ _HOSTED_SANDBOX = ("the hosted sandbox protocol's client plumbing (X-Secrets hea
                    "ours has the sandbox API over the local and docker backends")
 _VALIDATOR = "a pydantic validator's method name; ours enforces the same rule (reserved sidecar names) in its own validator"
 
+_TOOLSET_OFFICE = ("the office-document toolsets (Excel, PDF, Word, PowerPoint) are out of scope for #9 (its docs say so): they need document libraries and converters this package does not depend on")
+_TOOLSET_WEB = ("the reference's hosted web-service client behind the web/backsearch toolsets (its config object, snippet flag, env hooks and request helpers); ours takes a pluggable SearchBackend (openreward.toolsets.web), so these have no counterpart; the tools' names, descriptions and schemas are identical")
+_TOOLSET_INTERNALS = ("module-level internals of the reference's toolset modules (description constants, parameter models, helpers, names they import): ours keeps the descriptions in openreward/toolsets/surface.json and its own models; the tool listings are byte-identical (tests/test_toolsets_interop.py)")
+
 DECLINED: dict[str, str] = {
+    # toolsets (#9): the office toolsets, the hosted web client, and module internals
+    "openreward.environments._sandbox_tools": _TOOLSET_INTERNALS,
+    "openreward.toolsets._web_common": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:BackSearchToolset(config)": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:FETCH_DESCRIPTION": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:MIN_SEARCH_QUERY_LENGTH": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:SEARCH_DESCRIPTION": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:ToolOutput": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:Toolset": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:WebFetchParams": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:WebSearchParams": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:WebServiceConfig": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:resolve_as_of": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:run_fetch": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:run_search": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:to_tool_output": _TOOLSET_WEB,
+    "openreward.toolsets.backsearch:tool": _TOOLSET_WEB,
+    "openreward.toolsets.claude_code:BASH_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:EDIT_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:GLOB_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:GREP_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:READ_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:TODO_WRITE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.claude_code:WRITE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.cli:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.codex:BASH_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.codex:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.excel": _TOOLSET_OFFICE,
+    "openreward.toolsets.gemini_cli:GLOB_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:GREP_SEARCH_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:LIST_DIRECTORY_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:READ_FILE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:REPLACE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:RUN_SHELL_COMMAND_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:WRITE_FILE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:WRITE_TODOS_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.gemini_cli:file_lock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:PATCH_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:READ_FILE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:SEARCH_FILES_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:TERMINAL_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:WRITE_FILE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.hermes:file_lock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:APPLY_PATCH_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:EDIT_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:EXEC_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:PROCESS_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:READ_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:TextBlock": _TOOLSET_INTERNALS,
+    "openreward.toolsets.openclaw:WRITE_DESCRIPTION": _TOOLSET_INTERNALS,
+    "openreward.toolsets.pdf": _TOOLSET_OFFICE,
+    "openreward.toolsets.powerpoint": _TOOLSET_OFFICE,
+    "openreward.toolsets.web:SearchBackend.search(include_snippets)": _TOOLSET_WEB,
+    "openreward.toolsets.web:TRUTHY": _TOOLSET_WEB,
+    "openreward.toolsets.web:WebToolset(config)": _TOOLSET_WEB,
+    "openreward.toolsets.web:WebToolset(include_snippets)": _TOOLSET_WEB,
+    "openreward.toolsets.web:WebToolset.aclose": _TOOLSET_WEB,
+    "openreward.toolsets.web:describe_fetch": _TOOLSET_WEB,
+    "openreward.toolsets.web:describe_search": _TOOLSET_WEB,
+    "openreward.toolsets.web:read_env_hook": _TOOLSET_WEB,
+    "openreward.toolsets.web:resolve_as_of": _TOOLSET_WEB,
+    "openreward.toolsets.web:resolve_backend": _TOOLSET_WEB,
+    "openreward.toolsets.web:resolve_backend_name": _TOOLSET_WEB,
+    "openreward.toolsets.web:run_web_fetch": _TOOLSET_WEB,
+    "openreward.toolsets.web:run_web_search": _TOOLSET_WEB,
+    "openreward.toolsets.web:to_tool_output": _TOOLSET_WEB,
+    "openreward.toolsets.word": _TOOLSET_OFFICE,
+    "openreward.toolsets:BackSearchToolset(config)": _TOOLSET_WEB,
+    "openreward.toolsets:ExcelToolset": _TOOLSET_OFFICE,
+    "openreward.toolsets:PDFToolset": _TOOLSET_OFFICE,
+    "openreward.toolsets:PowerPointToolset": _TOOLSET_OFFICE,
+    "openreward.toolsets:WebToolset(config)": _TOOLSET_WEB,
+    "openreward.toolsets:WebToolset(include_snippets)": _TOOLSET_WEB,
+    "openreward.toolsets:WebToolset.aclose": _TOOLSET_WEB,
+    "openreward.toolsets:WordToolset": _TOOLSET_OFFICE,
     # sandboxes (#7): what only the hosted protocol (#8) needs, and implementation details
     "openreward.api.sandboxes.secrets": _HOSTED_SANDBOX,
     **{f"{m}:{n}": _HOSTED_SANDBOX for m in ("openreward.api.sandboxes.client", "openreward.api.environments.client")
