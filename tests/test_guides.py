@@ -29,6 +29,8 @@ def output_text(output: dict) -> str:
         + "".join(output.get("text", ""))
 
 
+@pytest.mark.skipif(not (Path(__file__).resolve().parent.parent/"nbs").is_dir(),
+                    reason="the notebooks are not here (the wheel check runs the tests beside the installed package)")
 def test_there_are_guides():
     assert len(GUIDES) >= 5, [g.name for g in GUIDES]
 

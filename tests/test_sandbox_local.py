@@ -322,6 +322,7 @@ def test_sigkill_of_the_owner_ends_its_sandboxes_and_the_next_backend_sweeps_the
         if proc.poll() is None: proc.kill()
         shutil.rmtree(root, ignore_errors=True)
 
+@pytest.mark.slow
 def test_a_hundred_sandboxes_open_at_once(backend):
     async def main():
         boxes = [sandbox(backend, machine_size="0.5:0.5") for _ in range(100)]
