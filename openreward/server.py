@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import binascii
 import contextlib
@@ -48,7 +49,7 @@ from .types import (CreateSession, GroupScore, ImageBlock, ListToolsOutput, Mess
 # %% auto #0
 __all__ = ['MAX_JSON_DEPTH', 'logger', 'PARSE_OFF_LOOP', 'json_bytes', 'json_response', 'error_bytes', 'body_errors', 'BodyError',
            'JSONLimitError', 'parse_json', 'parse_body', 'decode_secrets', 'redact', 'LogFormatter', 'setup_logging',
-           'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc']
+           'RedirectToDefault', 'Server', 'end_session', 'openapi_document', 'tuned_gc', 'BackgroundServer']
 
 # %% ../nbs/05_server.ipynb #9e3bd826
 def json_bytes(value: Any) -> bytes:
@@ -879,11 +880,21 @@ def _force_exit(timeout: float) -> None:
 
 @_method
 def _run(self: Server, host: str = "0.0.0.0", # interface to listen on
-         port: int = 8080, # TCP port
+         port: int = 8080, # TCP port (0: a free one)
          **kwargs: Any, # more `uvicorn.Config` options
-        ) -> None:
-    "Serve with uvicorn until SIGINT/SIGTERM; running calls are cancelled and sessions torn down within `shutdown_timeout`."
+        ) -> BackgroundServer | None:
+    "Serve with uvicorn until SIGINT/SIGTERM; inside a running event loop (a notebook), serve in the background instead."
+    try: asyncio.get_running_loop()
+    except RuntimeError: pass
+    else:  # a kernel's stdout belongs to whichever cell runs: leave its logging alone, show this cell the start-up warnings
+        with _startup_messages(): return BackgroundServer(_uvicorn(self, host, port, {"log_config": None} | kwargs))
     setup_logging()
+    server = _uvicorn(self, host, port, kwargs)
+    server.run()
+    if not server.started: sys.exit(3)  # as uvicorn.run does when the server could not start
+
+def _uvicorn(self: Server, host: str, port: int, kwargs: dict) -> _Uvicorn:
+    "The uvicorn server `run` starts, after logging the start and warning when it opens sessions to the network."
     logger.info("server starting", extra={"fields": {"version": __version__, "host": host, "port": port,
                                                      "auth": self.credentials.required,
                                                      "build_sha": os.getenv("OPENREWARD_BUILD_SHA")}})
@@ -891,6 +902,62 @@ def _run(self: Server, host: str = "0.0.0.0", # interface to listen on
     # connections get a third of the shutdown budget to finish (their calls were cancelled), teardowns the rest
     opts = dict(timeout_keep_alive=60, access_log=False, timeout_graceful_shutdown=max(1, int(self.shutdown_timeout / 3)))
     if os.getenv("OPENREWARD_USE_STRUCTURED_LOGS"): opts["log_config"] = None
-    server = _Uvicorn(uvicorn.Config(self.app, host=host, port=port, **(opts | kwargs)), self)
-    server.run()
-    if not server.started: sys.exit(3)  # as uvicorn.run does when the server could not start
+    return _Uvicorn(uvicorn.Config(self.app, host=host, port=port, **(opts | kwargs)), self)
+
+@contextlib.contextmanager
+def _startup_messages():
+    "Show warnings and errors from openreward and uvicorn on this cell's stderr while the block runs."
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    names = ("openreward", "uvicorn")
+    for n in names: logging.getLogger(n).addHandler(handler)
+    try: yield
+    finally:
+        for n in names: logging.getLogger(n).removeHandler(handler)
+
+
+# %% ../nbs/05_server.ipynb #092c815f
+class BackgroundServer:
+    "A `Server` serving from a daemon thread of this process (a notebook's kernel) until `.stop()`, the `with` block's end, or exit."
+    def __init__(self, server: _Uvicorn, # configured, not started
+                 timeout: float = 20.0, # seconds to wait for it to listen
+                ) -> None:
+        self.server, self.ors = server, server.ors
+        self.thread = threading.Thread(target=server.run, daemon=True, name=f"openreward-server-{server.config.port}")
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                self.thread.join(timeout)
+                raise RuntimeError(f"the server could not listen on {server.config.host}:{server.config.port} "
+                                   f"(its error is above); is the port in use? Pass run(port=0) for a free one")
+            time.sleep(0.01)
+        host, port = server.config.host, server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else '[::1]' if host == '::' else host}:{port}"
+        atexit.register(self._stop_at_exit)  # a kernel's shutdown or restart ends the process: stop cleanly first
+        print(f"Serving {', '.join(self.ors.envs)} at {self.url} in the background; .stop() ends it")
+
+    @property
+    def running(self) -> bool:
+        "Whether the server thread still serves."
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        "Cancel running calls, tear sessions down and stop listening (within the server's `shutdown_timeout`); idempotent."
+        atexit.unregister(self._stop_at_exit)
+        if not self.thread.is_alive(): return
+        loop = self.ors._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError): loop.call_soon_threadsafe(self.ors.begin_shutdown)
+        self.server.should_exit = True
+        self.thread.join(self.ors.shutdown_timeout + 1.0)
+
+    def _stop_at_exit(self) -> None:
+        self.stop()
+        print(f"openreward: stopped the server at {self.url}", file=sys.__stderr__)  # the kernel's own log
+
+    def __enter__(self) -> BackgroundServer: return self
+    def __exit__(self, *exc: Any) -> None: self.stop()
+    def __repr__(self) -> str: return f"BackgroundServer({self.url!r}, {'running' if self.running else 'stopped'})"
+
