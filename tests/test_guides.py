@@ -2,7 +2,7 @@
 
 Each guide opens like every page (`# Title`, then a `> summary` line), exports nothing (a guide is documentation, not
 a module: no `#| default_exp`, no `#| export`), was executed (its code cells have outputs, none of them an error),
-and its stored outputs are the same every run: no loopback URL with a port, no random id. Running them is
+and its stored outputs are the same every run: no loopback URL with a port the OS picked, no random id. Running them is
 `nbdev_test`'s job (every guide is a notebook it runs).
 """
 from __future__ import annotations
@@ -47,8 +47,10 @@ def test_guide_keeps_the_rules(nb: Path):
     assert any(c["outputs"] for c in code), f"{nb.name}: no stored outputs; execute it (jupyter execute --inplace)"
     errors = [o.get("ename") for c in code for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors, f"{nb.name}: stored error outputs {errors}"
+    fixed = "\n".join(source(c) for c in code)  # a port the guide names itself (run(port=8731)) is the same every run
     found = [f"{what}: {m.group(0)!r}" for c in code for o in c["outputs"] for what, rx in VOLATILE.items()
-             for m in rx.finditer(output_text(o))]
+             for m in rx.finditer(output_text(o))
+             if not (what == "a loopback URL with a port" and re.search(rf"port\s*=\s*{m.group(0).split(':')[1]}\b", fixed))]
     assert not found, f"{nb.name}: outputs that change from run to run: {found}"
 
 
