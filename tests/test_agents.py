@@ -202,3 +202,29 @@ def test_bad_env_argument_is_a_clear_error(tmp_path):
 def test_unreachable_model_is_a_model_error():
     p = OpenAIChat("m", base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=1, max_retry_wait=0.01)
     with pytest.raises(ModelError, match="unreachable after 2 attempts"): asyncio.run(p.complete([], []))
+
+# -- orwd eval ------------------------------------------------------------------------------------------------------
+def _orwd(*args, **env):
+    import os, subprocess, sys
+    from pathlib import Path
+    exe = str(Path(sys.executable).with_name("orwd"))
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))} | env
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, env=e)
+
+def test_orwd_eval_json_and_resume(stub, env_server, tmp_path):
+    store = str(tmp_path/"r.db")
+    common = [env_server.url, "--model", "solver", "--base-url", stub.url + "/v1", "--variant", "counter", "--store", store]
+    p = _orwd("eval", *common, "--split", "train", "--repeats", "2", "--run-name", "cli", "-o", "json", OPENAI_API_KEY="test-key")
+    assert p.returncode == 0, p.stderr
+    row, = json.loads(p.stdout)
+    assert {k: row[k] for k in ("variant", "split", "episodes", "mean_reward", "errors", "pass_at_k")} == {
+        "variant": "counter", "split": "train", "episodes": 6, "mean_reward": 1.0, "errors": 0, "pass_at_k": 1.0}
+    before = stub.requests["solver"]
+    p = _orwd("eval", *common, "--split", "train", "--repeats", "2", "--resume", "cli", OPENAI_API_KEY="test-key")
+    assert p.returncode == 0, p.stderr
+    assert "mean reward" in p.stdout and "run cli: 6 episodes (6 resumed)" in p.stdout
+    assert stub.requests["solver"] == before  # nothing ran again
+    p = _orwd("eval", *common, "--provider", "anthropic", "--base-url", stub.url, "--split", "test", "-o", "json", ANTHROPIC_API_KEY="test-key")
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["mean_reward"] == 1.0, p.stderr
+    p = _orwd("eval", *common, "--tasks", "x")
+    assert p.returncode == 1 and "--tasks must be" in p.stderr
