@@ -228,3 +228,11 @@ def test_orwd_eval_json_and_resume(stub, env_server, tmp_path):
     assert p.returncode == 0 and json.loads(p.stdout)[0]["mean_reward"] == 1.0, p.stderr
     p = _orwd("eval", *common, "--tasks", "x")
     assert p.returncode == 1 and "--tasks must be" in p.stderr
+
+# -- the reference server -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_same_eval_runs_against_the_reference_server(stub, reference_server, tmp_path):
+    res = run_eval(reference_server, ToolAgent(openai(stub)), variants=VARIANTS, concurrency=4, store=tmp_path/"r.db", progress=False)
+    rows = res.to_json()
+    assert sum(r["episodes"] for r in rows) == sum(EPISODES.values())
+    assert all((r["mean_reward"], r["errors"]) == (1.0, 0) for r in rows), rows
