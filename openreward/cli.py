@@ -619,7 +619,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                       progress=a.output == "table")
     if a.output != "table": emit(result.to_json(), a.output); return 0
     print(result.table())
-    print(f"\nrun {result.run_name}: {_plural(len(result.episodes), 'episode')}" + (f" ({result.resumed} resumed)" if result.resumed else ""))
+    print(f"\nrun {result.run_name}: {_plural(len(result.episodes), 'episode')}" + (f" ({result.resumed} resumed)" if result.resumed else "") + f" in {result.wall_s:.1f} s")
     return 0
 
 # %% ../nbs/12_cli.ipynb #859368db

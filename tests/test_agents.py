@@ -33,12 +33,15 @@ class StubModel:
     def __init__(self):
         self.requests, self.seen_429 = Tally(), set()
         self.bodies: list[dict] = []
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.openai, methods=["POST"]),
+        self.keep_bodies = True
+        self.app = Starlette(routes=[Route("/health", lambda request: JSONResponse({"ok": True})),
+                                     Route("/v1/chat/completions", self.openai, methods=["POST"]),
                                      Route("/v1/messages", self.anthropic, methods=["POST"])])
 
     async def gate(self, body: dict, key: str):
         mode = body["model"]
-        self.requests[mode] += 1; self.bodies.append(body)
+        self.requests[mode] += 1
+        if self.keep_bodies: self.bodies.append(body)
         if mode == "down": return JSONResponse({"error": "down"}, status_code=503)
         if mode == "flaky" and key not in self.seen_429:
             self.seen_429.add(key)
