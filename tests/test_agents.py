@@ -239,3 +239,24 @@ def test_the_same_eval_runs_against_the_reference_server(stub, reference_server,
     rows = res.to_json()
     assert sum(r["episodes"] for r in rows) == sum(EPISODES.values())
     assert all((r["mean_reward"], r["errors"]) == (1.0, 0) for r in rows), rows
+
+def test_ctrl_c_on_orwd_eval_stops_cleanly_with_no_session_left(stub, env_server, tmp_path):
+    import os, signal, subprocess, sys
+    from pathlib import Path
+    exe = str(Path(sys.executable).with_name("orwd"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))} | {"OPENAI_API_KEY": "test-key"}
+    before = stub.requests["slow"]
+    p = subprocess.Popen([exe, "eval", env_server.url, "--model", "slow", "--base-url", stub.url + "/v1", "--variant", "counter",
+                          "--concurrency", "3", "--store", str(tmp_path/"r.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while stub.requests["slow"] - before < 3 and time.monotonic() < deadline: time.sleep(0.05)
+        assert len(env_server.sessions) == 3
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None: p.kill(); p.wait(10)
+    assert p.returncode == 130 and "Interrupted" in err, err
+    deadline = time.monotonic() + 10
+    while env_server.sessions and time.monotonic() < deadline: time.sleep(0.05)
+    assert not env_server.sessions
