@@ -13,9 +13,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from openreward.agents import (AnthropicMessages, Episode, ModelError, OpenAIChat, ToolAgent, arun_eval, run_eval,
+from openreward.agents import (AnthropicMessages, Episode, OpenAIChat, ToolAgent, arun_eval, run_eval,
                                stored_episodes)
 from openreward.demo import serve_in_thread, solve_arithmetic
+from openreward.errors import ModelError
 from openreward.examples import ENVIRONMENTS
 from openreward.rollouts import RolloutAPI, list_rollouts
 from openreward.server import Server
