@@ -5,7 +5,7 @@ The stub speaks the OpenAI chat-completions and the Anthropic messages APIs. It 
 `solver`, `malformed` (bad JSON and an unknown tool first, then the right call), `flaky` (429 with Retry-After first),
 `slow` (answers after a delay), `down` (always 503).
 """
-import asyncio, json, re, time
+import asyncio, base64, json, re, struct, time
 from collections import Counter as Tally
 
 import pytest
@@ -56,6 +56,10 @@ class StubModel:
         if (r := await self.gate(body, msgs[0]["content"])) is not None: return r
         if msgs[-1]["role"] == "tool" and not any(m["content"].startswith("Error") for m in msgs if m["role"] == "tool"):
             return JSONResponse({"choices": [{"message": {"role": "assistant", "content": "Done."}, "finish_reason": "stop"}]})
+        if body["model"] == "terminal":  # answer in plain text: the agent submits it through the terminal tool
+            png = base64.b64decode(next(p for p in msgs[0]["content"] if p["type"] == "image_url")["image_url"]["url"].split(",")[1])
+            width, height = struct.unpack(">II", png[16:24])
+            return JSONResponse({"choices": [{"message": {"role": "assistant", "content": str(width * height)}, "finish_reason": "stop"}]})
         first = not any(m["role"] == "tool" for m in msgs)
         calls = [{"id": f"c{len(msgs)}_{i}", "type": "function",
                   "function": {"name": n, "arguments": a if isinstance(a, str) else json.dumps(a)}}
@@ -261,3 +265,7 @@ def test_ctrl_c_on_orwd_eval_stops_cleanly_with_no_session_left(stub, env_server
     deadline = time.monotonic() + 10
     while env_server.sessions and time.monotonic() < deadline: time.sleep(0.05)
     assert not env_server.sessions
+
+def test_a_text_answer_goes_through_the_terminal_tool(stub, env_server, tmp_path):
+    res = run_eval(env_server.url, ToolAgent(openai(stub, "terminal")), variants=["workbench"], store=tmp_path/"r.db", progress=False)
+    assert res.episodes and all((e.reward, e.finished, e.stop, e.turns) == (1.0, True, "finished", 1) for e in res.episodes), res.episodes
