@@ -35,7 +35,7 @@ __all__ = ['OUTPUT_FORMATS', 'DEFAULT_SERVER', 'CPU_MEMORY_CHOICES', 'use_colour
            'emit', 'build_parser', 'main', 'CommandError', 'cmd_init', 'cmd_export', 'load_environments',
            'describe_environments', 'reload_app', 'serve', 'cmd_serve', 'environment', 'all_tasks', 'cmd_tasks',
            'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player', 'cmd_play', 'cmd_check',
-           'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get', 'cmd_deployments', 'cmd_logs',
+           'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get', 'cmd_deployments', 'cmd_logs',
            'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link', 'cmd_unlink', 'cmd_update',
            'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs', 'cmd_run', 'cmd_rollouts',
            'Wizard', 'cmd_new']
@@ -172,6 +172,21 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--task", type=int, default=0, help="task index (default: 0)"); s.add_argument("--split", default=None, help="split (default: the first)")
     s = cmd("check", "cmd_check", "Check an ORS server's conformance to the protocol", "orwd check http://127.0.0.1:8080", (out, ors))
     s.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: 30)")
+    s = cmd("eval", "cmd_eval", "Evaluate a model on an ORS server: every task, in parallel, each episode kept as a rollout",
+            "orwd eval http://127.0.0.1:8080 --model gpt-4.1-mini --split test --repeats 4", (out, ors))
+    s.add_argument("--model", required=True, help="the model name")
+    s.add_argument("--provider", default="openai", choices=["openai", "anthropic"], help="API: OpenAI-compatible chat completions or Anthropic messages (default: openai)")
+    s.add_argument("--base-url", default=None, help="the model API root (default: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL or the public API)")
+    s.add_argument("--split", action="append", default=None, help="a split to run (repeatable; default: every split)")
+    s.add_argument("--tasks", default=None, help="task indices within each split, e.g. 0,2,5 (default: all)")
+    s.add_argument("--concurrency", type=int, default=8, help="episodes at a time (default: 8)")
+    s.add_argument("--repeats", type=int, default=1, help="episodes per task; pass@k is reported with k = repeats (default: 1)")
+    s.add_argument("--max-turns", type=int, default=20, help="model turns per episode (default: 20)")
+    s.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the provider's)")
+    s.add_argument("--episode-timeout", type=float, default=None, help="seconds per episode (default: none)")
+    s.add_argument("--run-name", default=None, help="the run's name in the rollout store (default: eval-MODEL-TIME)")
+    s.add_argument("--resume", default=None, metavar="RUN", help="resume RUN: the episodes it stored are not run again")
+    s.add_argument("--store", default=None, help="the local rollout store (default: the usual one)")
 
     s = cmd("new", "cmd_new", "Create a new environment: scaffold, create on OpenReward, GitHub repo and link (asks for what is missing)",
             "orwd new my-env --description 'Arithmetic QA' -y", ())
@@ -589,6 +604,23 @@ def cmd_check(a: argparse.Namespace) -> int:
     else: emit({"url": url, "environment": report.environment, "passed": report.passed, "failed": report.failed,
                 "skipped": report.skipped, "results": [vars(r) for r in report.results]}, a.output)
     return 0 if report.ok else 1
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    "Run `openreward.agents.run_eval` with a `ToolAgent` over the chosen provider; print the table (or JSON)."
+    from openreward.agents import AnthropicMessages, OpenAIChat, ToolAgent, run_eval
+    if a.repeats < 1 or a.concurrency < 1 or a.max_turns < 1: raise CommandError("--repeats, --concurrency and --max-turns must be at least 1")
+    try: tasks = [int(t) for t in a.tasks.split(",")] if a.tasks else None
+    except ValueError: raise CommandError(f"--tasks must be comma-separated indices, got {a.tasks!r}") from None
+    sampling = {"temperature": a.temperature} if a.temperature is not None else {}
+    provider = (OpenAIChat if a.provider == "openai" else AnthropicMessages)(a.model, base_url=a.base_url, **sampling)
+    result = run_eval(_server_url(a), ToolAgent(provider, max_turns=a.max_turns), split=a.split, tasks=tasks,
+                      concurrency=a.concurrency, repeats=a.repeats, variants=[a.variant] if a.variant else None,
+                      run_name=a.run_name, resume=a.resume, episode_timeout=a.episode_timeout, store=a.store,
+                      progress=a.output == "table")
+    if a.output != "table": emit(result.to_json(), a.output); return 0
+    print(result.table())
+    print(f"\nrun {result.run_name}: {_plural(len(result.episodes), 'episode')}" + (f" ({result.resumed} resumed)" if result.resumed else "") + f" in {result.wall_s:.1f} s")
+    return 0
 
 # %% ../nbs/12_cli.ipynb #859368db
 def _api() -> PlatformAPI: return PlatformAPI()

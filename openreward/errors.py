@@ -7,7 +7,7 @@ __all__ = ['ToolCallErrorReason', 'OpenRewardError', 'SessionTerminatedError', '
            'HeartbeatTimeoutError', 'SSEError', 'ResponseHeaders', 'HTTPStatusError', 'SessionResponseError',
            'AuthenticationError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
            'EnvironmentDefinitionError', 'FormError', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
-           'FileTransferError', 'FileTooLargeError']
+           'FileTransferError', 'FileTooLargeError', 'ModelError']
 
 # %% ../nbs/01_errors.ipynb #95a51849
 import json
@@ -239,3 +239,15 @@ class FileTooLargeError(FileTransferError):
         self.path, self.size, self.limit = path, size, limit
         super().__init__(f"{path} is {size} bytes, over the {limit}-byte download limit")
 
+
+# %% ../nbs/01_errors.ipynb #0835e4f1
+class ModelError(OpenRewardError):
+    "A model provider failed: unreachable after its retries, an HTTP status that is not retried, or an answer that cannot be read."
+
+    def __init__(self, message: str,            # what went wrong
+                 status: int | None = None,     # the provider's HTTP status, when it answered
+                 ) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self): return (type(self), (str(self), self.status))

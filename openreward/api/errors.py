@@ -7,7 +7,7 @@ __all__ = ['OpenRewardError', 'SessionTerminatedError', 'TransportError', 'MaxRe
            'HTTPStatusError', 'ToolCallError', 'ToolFailed', 'ScoreGroupUnsupported', 'ScoreGroupFailed',
            'ToolCallErrorReason', 'AuthenticationError', 'SessionResponseError', 'SSEError',
            'EnvironmentDefinitionError', 'ResponseHeaders', 'PodTerminatedError', 'SandboxError', 'SandboxCommandError',
-           'FileTransferError', 'FileTooLargeError', 'FormError']
+           'FileTransferError', 'FileTooLargeError', 'FormError', 'ModelError']
 
 # %% ../../nbs/90a_api_errors.ipynb #6e1b82fc
 from ..errors import (
@@ -16,10 +16,11 @@ from ..errors import (
     SSEError, ToolCallError, ToolCallErrorReason, ToolFailed, TransportError)
 from ..errors import (FileTooLargeError, FileTransferError, PodTerminatedError, SandboxCommandError,
                                SandboxError)
+from ..errors import ModelError
 
 # %% ../../nbs/90a_api_errors.ipynb #d2a7e3f9
 _all_ = ["OpenRewardError", "SessionTerminatedError", "TransportError", "MaxRetriesError", "HeartbeatTimeoutError",
          "HTTPStatusError", "ToolCallError", "ToolFailed", "ScoreGroupUnsupported", "ScoreGroupFailed",
          "ToolCallErrorReason", "AuthenticationError", "SessionResponseError", "SSEError", "EnvironmentDefinitionError",
          "ResponseHeaders", "PodTerminatedError", "SandboxError", "SandboxCommandError",
-         "FileTransferError", "FileTooLargeError", "FormError"]
+         "FileTransferError", "FileTooLargeError", "FormError", "ModelError"]
