@@ -256,6 +256,7 @@ def test_ctrl_c_on_orwd_eval_stops_cleanly_with_no_session_left(stub, env_server
     try:
         deadline = time.monotonic() + 30
         while stub.requests["slow"] - before < 3 and time.monotonic() < deadline: time.sleep(0.05)
+        while len(env_server.sessions) < 3 and time.monotonic() < deadline: time.sleep(0.05)  # each opened before its call
         assert len(env_server.sessions) == 3
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
