@@ -3,9 +3,10 @@ line `Server(ENVIRONMENTS).run()` included: it serves in the background, the cli
 environment from the next cell, and the kernel's shutdown stops the server and frees its port."""
 import os, socket
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+nbformat = pytest.importorskip("nbformat", reason="needs Jupyter (a dev requirement; the wheel check installs only the library)")
+NotebookClient = pytest.importorskip("nbclient").NotebookClient
 
 from conftest import subprocess_env
 from test_client_seeds import SEEDS
