@@ -176,6 +176,7 @@ class Request:
     json: Any = None                             # JSON body, if any
     stream: ResultAssembler | None = None        # for SSE endpoints: where the shell feeds the event stream
     timeout: float | None = None                 # read timeout override (seconds)
+    content: bytes | None = None                 # raw body instead of JSON (sent as application/octet-stream)
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -352,6 +353,8 @@ def stream_op(path: str,                  # the SSE endpoint
             elif sink.outcome.error is not None: raise RemoteError(sink.outcome.error)
             elif sink.outcome.result is not None:
                 return task_id, (json.loads(sink.outcome.result) if sink.outcome.result else None)
+            elif once_only and task_id is None:
+                raise TransportError(f"{path}: the stream ended before the server acknowledged the call; not retried, as it may have run")
             else: delay = budget.wait(SSEError(f"{path}: the stream ended before its result"))
         if delay is None:
             last = budget.errors[-1]

@@ -39,6 +39,11 @@ def _drained(chunks: Any) -> Any:
         if (left := left - len(chunk)) < 0: return
         yield chunk
 
+def _body(req: Request) -> dict[str, Any]:
+    "httpx's header and body arguments for `req`: raw bytes, or JSON."
+    if req.content is None: return {"headers": req.headers, "json": req.json}
+    return {"headers": {**req.headers, "Content-Type": "application/octet-stream"}, "content": req.content}
+
 def _timeout(req: Request) -> httpx.Timeout:
     return TIMEOUT if req.timeout is None else httpx.Timeout(30.0, read=req.timeout)
 
@@ -115,9 +120,9 @@ class SyncIO:
         if lane.route is not None and (reply := direct_send(lane.direct, lane.route, req)) is not None: return reply
         http = lane.http
         if req.stream is None:
-            r = http.request(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req))
+            r = http.request(req.method, req.path, **_body(req), timeout=_timeout(req))
             return Reply(r.status_code, r.headers, r.content)
-        with http.stream(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req)) as r:
+        with http.stream(req.method, req.path, **_body(req), timeout=_timeout(req)) as r:
             if not r.is_success: return Reply(r.status_code, r.headers, r.read())
             chunks = r.iter_bytes()
             for chunk in chunks:
@@ -159,9 +164,9 @@ class AsyncIO:
         if lane.route is not None and (reply := await adirect_send(lane.direct, lane.route, req)) is not None: return reply
         http = lane.http
         if req.stream is None:
-            r = await http.request(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req))
+            r = await http.request(req.method, req.path, **_body(req), timeout=_timeout(req))
             return Reply(r.status_code, r.headers, r.content)
-        async with http.stream(req.method, req.path, headers=req.headers, json=req.json, timeout=_timeout(req)) as r:
+        async with http.stream(req.method, req.path, **_body(req), timeout=_timeout(req)) as r:
             if not r.is_success: return Reply(r.status_code, r.headers, await r.aread())
             chunks, left = r.aiter_bytes(), DRAIN_BYTES
             async for chunk in chunks:
@@ -180,7 +185,7 @@ class AsyncIO:
             for lane in sh.clients: await lane.http.aclose()
 
 # %% ../nbs/06d_client_io.ipynb #6c508220
-_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/%!$&'()*+,;=:@")
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/%!$&'()*+,;=:@?")
 
 @dataclass(frozen=True, slots=True)
 class DirectRoute:
@@ -202,7 +207,7 @@ class DirectRoute:
 
 def direct_head(route: DirectRoute,    # where it goes
                 req: Request,          # the request
-                length: int | None,    # the JSON body's length in bytes; None: no body
+                length: int | None,    # the body's length in bytes; None: no body
                 ) -> bytes | None:
     "The request line and headers of `req` as bytes, or None when the direct path should not write them."
     target = route.prefix + req.path
@@ -212,7 +217,9 @@ def direct_head(route: DirectRoute,    # where it goes
     for k, v in req.headers.items():
         if "\r" in v or "\n" in v: return None
         lines.append(f"{k}: {v}\r\n")
-    if length is not None: lines.append(f"Content-Length: {length}\r\nContent-Type: application/json\r\n")
+    if length is not None:
+        ctype = "application/octet-stream" if req.content is not None else "application/json"
+        lines.append(f"Content-Length: {length}\r\nContent-Type: {ctype}\r\n")
     lines.append("\r\n")
     try: return "".join(lines).encode("ascii")
     except UnicodeEncodeError: return None
@@ -225,7 +232,7 @@ def _reply_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 def _direct_args(route: DirectRoute, req: Request) -> tuple[bytes, bytes, tuple] | None:
     "The head, body and timeouts of `req` on the direct path (None: not for the direct path)."
-    body = None if req.json is None else _json_bytes(req.json)
+    body = req.content if req.content is not None else None if req.json is None else _json_bytes(req.json)
     if (head := direct_head(route, req, None if body is None else len(body))) is None: return None
     t = _timeout(req)
     return head, body or b"", (t.connect, t.read, t.write)
