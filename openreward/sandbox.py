@@ -449,16 +449,17 @@ _BACKENDS: dict[str, Any] = {}
 def resolve_backend(backend: Any = None,   # "local", "docker", "hosted", a backend object, or None
                     api_key: str = "",      # the client's API key
                     environ: Mapping[str, str] | None = None,  # where to read OPENREWARD_SANDBOX_BACKEND
+                    hosted: Mapping[str, Any] | None = None,   # the hosted backend's `base_url`, `secrets`, `api_base_url`
                     ) -> Any:
-    "The backend the table above picks (a shared instance per name)."
+    "The backend the table above picks (a shared instance per name; hosted: one for these URLs, key and secrets)."
     if backend is not None and not isinstance(backend, str): return backend
     env = os.environ if environ is None else environ
     name = backend or env.get("OPENREWARD_SANDBOX_BACKEND") or ("hosted" if api_key else "local")
     if name not in ("local", "docker", "hosted"):
         raise SandboxError(f"unknown sandbox backend {name!r}; choose 'local', 'docker' or 'hosted'")
     if name == "hosted":
-        raise SandboxError("the hosted sandbox backend is not in this build yet; run sandboxes on this machine with "
-                           "backend='local' (bubblewrap) or backend='docker', or set OPENREWARD_SANDBOX_BACKEND=local")
+        from openreward.sandbox_hosted import HostedBackend
+        return HostedBackend(api_key=api_key, **(hosted or {}))
     if name not in _BACKENDS:
         if name == "local":
             from openreward.sandbox_local import LocalBackend
@@ -527,13 +528,16 @@ class AsyncSandboxesAPI:
         if settings is None: raise TypeError("AsyncSandboxesAPI needs settings (a SandboxSettings)")
         self.settings, self.creation_timeout = settings, creation_timeout
         self._base_url, self._api_key, self._api_base_url, self._backend_arg = base_url, api_key or "", api_base_url, backend
-        self._env = sandbox_env(settings, secrets, self._api_key)
-        self._box, self._closed, self.sid, self._starting = None, False, None, None
+        self._env, self._secrets = sandbox_env(settings, secrets, self._api_key), secrets
+        self._box, self._closed, self.sid, self._starting, self._backend = None, False, None, None, None
 
     @property
     def backend(self) -> Any:
-        "The backend this sandbox runs on (chosen when it starts)."
-        return resolve_backend(self._backend_arg, self._api_key)
+        "The backend this sandbox runs on (chosen when first asked, at the latest when it starts)."
+        if self._backend is None:
+            self._backend = resolve_backend(self._backend_arg, self._api_key, hosted={
+                "base_url": self._base_url, "secrets": self._secrets, "api_base_url": self._api_base_url})
+        return self._backend
 
     @property
     def info(self) -> Any:
@@ -553,7 +557,7 @@ class AsyncSandboxesAPI:
         try: box = await asyncio.wait_for(backend.create(self.settings, self._env, sid), self.creation_timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"Total operation timed out after {self.creation_timeout:g} seconds.") from None
-        self._box, self._closed, self.sid = box, False, sid
+        self._box, self._closed, self.sid = box, False, getattr(box, "sid", None) or sid  # hosted: the service names it
         _LIVE.add(box)
 
     async def stop(self) -> None:
