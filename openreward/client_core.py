@@ -34,12 +34,13 @@ from .types import (GroupCandidate, GroupScore, ImageBlock, JSONObject, ListTool
 
 # %% auto #0
 __all__ = ['DEFAULT_URL', 'DEFAULT_BASE_URL', 'OPENREWARD_API_KEY_ENV_VAR_NAME', 'USER_AGENT', 'WELL_KNOWN_SECRETS', 'Secrets',
-           'Step', 'Operation', 'T', 'BUILTIN_TOOLSETS', 'BuiltinToolset', 'TrainingStage', 'MessageBlock',
-           'with_subdomain', 'Endpoints', 'secrets_header', 'Task', 'ServerRef', 'EnvironmentRef', 'Request', 'Reply',
-           'Sleep', 'drive', 'adrive', 'reply_error', 'RetryPolicy', 'Budget', 'EventSink', 'RemoteError', 'send_op',
-           'stream_op', 'parse_blocks', 'EnvironmentCore', 'parse_listing', 'convert_tool_response',
-           'parse_terminal_tool', 'ResponseChars', 'TaskDifficulty', 'required_secrets_op', 'task_difficulty_op',
-           'parse_run_result', 'SessionCore']
+           'SessionKind', 'OPENREWARD_SERVICE_URLS', 'Step', 'Operation', 'T', 'BUILTIN_TOOLSETS', 'BuiltinToolset',
+           'TrainingStage', 'MessageBlock', 'with_subdomain', 'Endpoints', 'openreward_service_hosts',
+           'augment_secrets_with_api_key', 'build_secrets_header', 'secrets_header', 'Task', 'ServerRef',
+           'EnvironmentRef', 'Request', 'Reply', 'Sleep', 'drive', 'adrive', 'reply_error', 'RetryPolicy', 'Budget',
+           'EventSink', 'RemoteError', 'send_op', 'stream_op', 'parse_blocks', 'EnvironmentCore', 'parse_listing',
+           'convert_tool_response', 'parse_terminal_tool', 'ResponseChars', 'TaskDifficulty', 'required_secrets_op',
+           'task_difficulty_op', 'parse_run_result', 'SessionCore']
 
 # %% ../nbs/06c_client_core.ipynb #41a68c10
 DEFAULT_URL = "https://openreward.ai"
@@ -94,26 +95,38 @@ WELL_KNOWN_SECRETS: dict[str, list[str]] = {
                       "raw.githubusercontent.com"]}
 
 Secrets = Mapping[str, "str | tuple[str, list[str]]"]
+SessionKind = Literal["environment", "sandbox"]  # the two kinds of session (`SessionTerminatedError.kind`)
 _OWN_KEY_ENTRIES = ("api_key", "OPENREWARD_API_KEY")
+OPENREWARD_SERVICE_URLS = (("OPENREWARD_WEB_SEARCH_URL", "https://search.openreward.ai/search"),  # first-party services
+                           ("OPENREWARD_WEB_FETCH_URL", "https://search.openreward.ai/fetch"))   # the key may go to
 
-def _platform_domains(endpoints: Endpoints, session_url: str, environ: Mapping[str, str]) -> list[str]:
-    hosts = [urlsplit(u).hostname for u in (session_url, endpoints.api_url)]
-    hosts += [urlsplit(environ.get(var, dflt)).hostname for var, dflt in
-              (("OPENREWARD_WEB_SEARCH_URL", "https://search.openreward.ai/search"),
-               ("OPENREWARD_WEB_FETCH_URL", "https://search.openreward.ai/fetch"))]
-    domains = list(dict.fromkeys(h for h in hosts if h))
+def openreward_service_hosts(environ: Mapping[str, str] | None = None,  # where to read the URLs (default: os.environ)
+                             ) -> list[str]:
+    "The hosts of the platform's own services (web search and fetch), which take the same API key."
+    env = os.environ if environ is None else environ
+    return list(dict.fromkeys(h for var, dflt in OPENREWARD_SERVICE_URLS if (h := urlsplit(env.get(var, dflt)).hostname)))
+
+def _platform_domains(urls: Sequence[str | None], environ: Mapping[str, str]) -> list[str]:
+    domains = list(dict.fromkeys([h for u in urls if u and (h := urlsplit(u).hostname)] + openreward_service_hosts(environ)))
     # the platform's in-cluster names: `<first label>.openreward.internal` for every host with three labels or more
     return domains + [f"{d.split('.')[0]}.openreward.internal" for d in domains if d.count(".") >= 2]
 
-def secrets_header(secrets: Secrets | None,  # user secrets: {KEY: value} (well-known keys) or {KEY: (value, [domains])}
-                   endpoints: Endpoints,     # the client's key and hosts
-                   session_url: str,         # the environment server the session lives on
-                   environ: Mapping[str, str] | None = None,  # where to read service URLs (default: os.environ)
-                   ) -> str:
-    "The `X-Secrets` header value: base64 of `{KEY: {value, allowed_domains}}`, the client's key included."
+def augment_secrets_with_api_key(secrets: Secrets | None,    # the caller's secrets
+                                 api_key: str | None,        # the client's key (None: add nothing)
+                                 base_url: str | None,       # the sessions (or sandbox service) URL
+                                 api_base_url: str | None,   # the platform API's URL
+                                 environ: Mapping[str, str] | None = None,  # where to read service URLs
+                                 ) -> dict[str, Any] | None:
+    "`secrets` with `api_key` and `OPENREWARD_API_KEY` set to `(api_key, the hosts it may be sent to)`."
+    if api_key is None: return dict(secrets) if secrets else None
+    own = (api_key, _platform_domains([base_url, api_base_url], os.environ if environ is None else environ))
+    return {**(secrets or {}), "api_key": own, "OPENREWARD_API_KEY": own}
+
+def build_secrets_header(secrets: Secrets,  # {KEY: value} (well-known keys only) or {KEY: (value, [domains])}
+                         ) -> str:
+    "The `X-Secrets` value: base64 of the JSON `{KEY: {value, allowed_domains}}`."
     payload: dict[str, dict[str, Any]] = {}
-    for key, entry in (secrets or {}).items():
-        if key in _OWN_KEY_ENTRIES: continue  # replaced by the client's own key below, whatever was passed
+    for key, entry in secrets.items():
         if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
             payload[key] = {"value": entry[0], "allowed_domains": list(entry[1])}
         elif isinstance(entry, str):
@@ -122,9 +135,16 @@ def secrets_header(secrets: Secrets | None,  # user secrets: {KEY: value} (well-
                                  f"pass it as {key!r}: (value, ['api.example.com', ...]).")
             payload[key] = {"value": entry, "allowed_domains": WELL_KNOWN_SECRETS[key]}
         else: raise ValueError(f"Secret {key!r} must be a string or a (value, [domains]) tuple, got {type(entry).__name__}")
-    own = {"value": endpoints.api_key, "allowed_domains": _platform_domains(endpoints, session_url, os.environ if environ is None else environ)}
-    payload["api_key"] = payload["OPENREWARD_API_KEY"] = own
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+def secrets_header(secrets: Secrets | None,  # user secrets: {KEY: value} (well-known keys) or {KEY: (value, [domains])}
+                   endpoints: Endpoints,     # the client's key and hosts
+                   session_url: str,         # the environment server (or sandbox service) the session lives on
+                   environ: Mapping[str, str] | None = None,  # where to read service URLs (default: os.environ)
+                   ) -> str:
+    "The `X-Secrets` header a client sends: the caller's secrets, then the client's own key (whatever was passed for it)."
+    mine = {k: v for k, v in (secrets or {}).items() if k not in _OWN_KEY_ENTRIES}
+    return build_secrets_header(augment_secrets_with_api_key(mine, endpoints.api_key, session_url, endpoints.api_url, environ))
 
 # %% ../nbs/06c_client_core.ipynb #c431ab69
 def _md_json(value: Any, limit: int = 200) -> str:

@@ -48,9 +48,9 @@ _ROLLOUT_REEXPORTS = ("names the reference's modules happen to import from elsew
                       "ours offers each at `openreward`, `openreward.models` or `openreward.api.rollouts.serializers`, "
                       "and our client imports the rollout module lazily, so it cannot re-export them")
 
-_HOSTED_SANDBOX = ("the hosted sandbox protocol's client plumbing (X-Secrets header and api_key augmentation, the "
-                   "resumable /run stream, retry predicate, the HTTP session it rides on): issue #8, not built yet; "
-                   "ours has the sandbox API over the local and docker backends")
+_SANDBOX_CLIENT = ("the hosted sandbox's aiohttp.ClientSession (the reference's transport); ours has none: the hosted "
+                   "backend's requests go through openreward.client_io (httpx and our transport), and the local and "
+                   "docker backends make no HTTP requests at all")
 _VALIDATOR = "a pydantic validator's method name; ours enforces the same rule (reserved sidecar names) in its own validator"
 
 _TOOLSET_OFFICE = ("the office-document toolsets (Excel, PDF, Word, PowerPoint) are out of scope for #9 (its docs say so): they need document libraries and converters this package does not depend on")
@@ -136,13 +136,9 @@ DECLINED: dict[str, str] = {
     "openreward.toolsets:WebToolset(include_snippets)": _TOOLSET_WEB,
     "openreward.toolsets:WebToolset.aclose": _TOOLSET_WEB,
     "openreward.toolsets:WordToolset": _TOOLSET_OFFICE,
-    # sandboxes (#7): what only the hosted protocol (#8) needs, and implementation details
-    "openreward.api.sandboxes.secrets": _HOSTED_SANDBOX,
-    **{f"{m}:{n}": _HOSTED_SANDBOX for m in ("openreward.api.sandboxes.client", "openreward.api.environments.client")
-       for n in ("augment_secrets_with_api_key", "build_secrets_header")},
-    **{f"openreward.api.sandboxes.client:{n}": _HOSTED_SANDBOX for n in ("BaseAsyncSession", "SessionKind",
-                                                                       "request_retryable", "resumable_sse")},
-    **{f"{m}:AsyncSandboxesAPI.client": _HOSTED_SANDBOX for m in ("openreward", "openreward.api.sandboxes",
+    # sandboxes (#7, #8): the reference's aiohttp plumbing, which the hosted backend (openreward.sandbox_hosted) replaces
+    **{f"openreward.api.sandboxes.client:{n}": _AIOHTTP for n in ("BaseAsyncSession", "request_retryable", "resumable_sse")},
+    **{f"{m}:AsyncSandboxesAPI.client": _SANDBOX_CLIENT for m in ("openreward", "openreward.api.sandboxes",
                                                                 "openreward.api.sandboxes.client", "openreward.client")},
     **{f"{m}:SandboxSidecarContainer.validate_name_not_reserved": _VALIDATOR
        for m in ("openreward", "openreward.api.sandboxes", "openreward.api.sandboxes.types")},

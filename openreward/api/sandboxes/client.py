@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['SandboxesAPI', 'AsyncSandboxesAPI', 'SandboxSettings', 'SandboxNetworkPolicy', 'RunResult', 'FileTransferResult',
            'FileTransferError', 'FileTooLargeError', 'PodTerminatedError', 'SessionTerminatedError', 'FILE_CHUNK_BYTES',
-           'DOWNLOAD_MAX_BYTES', 'USER_AGENT']
+           'DOWNLOAD_MAX_BYTES', 'USER_AGENT', 'SessionKind', 'augment_secrets_with_api_key', 'build_secrets_header']
 
 # %% ../../../nbs/90sc_api_sandboxes_client.ipynb #9139585a
-from ...client_core import USER_AGENT
+from ...client_core import USER_AGENT, SessionKind, augment_secrets_with_api_key, build_secrets_header
 from ...errors import FileTooLargeError, FileTransferError, PodTerminatedError, SessionTerminatedError
 from ...sandbox import (FILE_CHUNK_BYTES, AsyncSandboxesAPI, FileTransferResult, RunResult, SandboxesAPI,
                                 SandboxNetworkPolicy, SandboxSettings)
@@ -17,4 +17,4 @@ from ...sandbox import DOWNLOAD_LIMIT as DOWNLOAD_MAX_BYTES
 # %% ../../../nbs/90sc_api_sandboxes_client.ipynb #0c144580
 _all_ = ["SandboxesAPI", "AsyncSandboxesAPI", "SandboxSettings", "SandboxNetworkPolicy", "RunResult", "FileTransferResult",
          "FileTransferError", "FileTooLargeError", "PodTerminatedError", "SessionTerminatedError", "FILE_CHUNK_BYTES",
-         "DOWNLOAD_MAX_BYTES", "USER_AGENT"]
+         "DOWNLOAD_MAX_BYTES", "USER_AGENT", "SessionKind", "augment_secrets_with_api_key", "build_secrets_header"]
