@@ -33,12 +33,12 @@ from .types import ImageBlock, TextBlock, ToolSpec
 # %% auto #0
 __all__ = ['OUTPUT_FORMATS', 'DEFAULT_SERVER', 'CPU_MEMORY_CHOICES', 'use_colour', 'Style', 'terminal_width', 'table', 'to_yaml',
            'emit', 'build_parser', 'main', 'CommandError', 'cmd_init', 'cmd_export', 'load_environments',
-           'describe_environments', 'reload_app', 'serve', 'cmd_serve', 'environment', 'all_tasks', 'cmd_tasks',
-           'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player', 'cmd_play', 'cmd_check',
-           'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get', 'cmd_deployments', 'cmd_logs',
-           'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link', 'cmd_unlink', 'cmd_update',
-           'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs', 'cmd_run', 'cmd_rollouts',
-           'Wizard', 'cmd_new']
+           'describe_environments', 'reload_app', 'serve', 'cmd_serve', 'cmd_sandbox_service', 'environment',
+           'all_tasks', 'cmd_tasks', 'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player',
+           'cmd_play', 'cmd_check', 'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get',
+           'cmd_deployments', 'cmd_logs', 'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link',
+           'cmd_unlink', 'cmd_update', 'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs',
+           'cmd_run', 'cmd_rollouts', 'Wizard', 'cmd_new']
 
 # %% ../nbs/12_cli.ipynb #94dedaaa
 def use_colour(stream: IO | None = None) -> bool:
@@ -187,6 +187,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--run-name", default=None, help="the run's name in the rollout store (default: eval-MODEL-TIME)")
     s.add_argument("--resume", default=None, metavar="RUN", help="resume RUN: the episodes it stored are not run again")
     s.add_argument("--store", default=None, help="the local rollout store (default: the usual one)")
+
+    s = cmd("sandbox-service", "cmd_sandbox_service", "Serve sandboxes over the hosted sandbox protocol (the reference client works against it)",
+            "orwd sandbox-service --host 0.0.0.0 --backend docker   # its key in $OPENREWARD_SANDBOX_SERVICE_KEY", ())
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8081, help="TCP port (default: 8081)")
+    s.add_argument("--backend", default="local", choices=["local", "docker"], help="where sandboxes run (default: local, bubblewrap)")
+    s.add_argument("--api-key", default=None, help="the key callers must send (comma-separated for several; default: $OPENREWARD_SANDBOX_SERVICE_KEY)")
+    s.add_argument("--open", action="store_true", dest="allow_open", help="no key: serve this machine only (refused with another --host)")
+    s.add_argument("--max-sandboxes", type=int, default=32, help="open sandboxes at a time; beyond: 429 (default: 32)")
+    s.add_argument("--max-commands", type=int, default=64, help="commands running at a time; beyond: 429 (default: 64)")
+    s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without a request before a sandbox is stopped (default: 300)")
 
     s = cmd("new", "cmd_new", "Create a new environment: scaffold, create on OpenReward, GitHub repo and link (asks for what is missing)",
             "orwd new my-env --description 'Arithmetic QA' -y", ())
@@ -381,6 +392,14 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8080, reload: bool =
 
 def cmd_serve(a: argparse.Namespace) -> int:
     serve(a.target, a.host, a.port, a.reload)
+    return 0
+
+# %% ../nbs/12_cli.ipynb #5b1d0c02
+def cmd_sandbox_service(a: argparse.Namespace) -> int:
+    from openreward.sandbox_service import serve_sandbox_service
+    try: serve_sandbox_service(a.host, a.port, a.backend, a.api_key, a.allow_open, max_sandboxes=a.max_sandboxes,
+                               max_commands=a.max_commands, idle_timeout=a.idle_timeout)
+    except ValueError as e: raise CommandError(str(e), 2) from None
     return 0
 
 # %% ../nbs/12_cli.ipynb #d28cfa00
