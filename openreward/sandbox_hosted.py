@@ -140,7 +140,7 @@ class HostedBackend:
             if isinstance(e, (RemoteError, StepError)): raise SandboxError(f"(sandbox session sid=None) {e}") from None
             raise _prefixed(e, None)
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #93c6b940
+# %% ../nbs/08e_sandbox_hosted.ipynb #b2af9953
 def _sandbox_terminated(e: SessionTerminatedError, sid: str | None) -> SessionTerminatedError:
     return e if e.kind == "sandbox" else SessionTerminatedError(e.reason, sid=sid, kind="sandbox")
 
