@@ -161,7 +161,7 @@ class HostedBox:
         return reply
 
     async def _run(self, step: Exec) -> ExecReply:
-        headers = {**sse_headers(self.backend.api_key, self.sid), "Content-Type": "application/json"}
+        headers = sse_headers(self.backend.api_key, self.sid)  # the JSON body brings its Content-Type
         sinks: list[Any] = []
         async def send(req: Request) -> Reply:
             sinks.append(req.stream)
