@@ -137,7 +137,6 @@ def test_a_command_silent_for_longer_than_the_references_read_timeout(root, refe
     svc = Service(root).start()  # the default ping_interval: 10 s
     svc.python = reference_python
     try:
-        script = Path(root.parent / f"{root.name}-silent.py")
         out = svc.reference("counted")  # warm-up: the venv and the backend
         assert out["first"]["output"] == "1"
         sid = raw_create(svc.url)
@@ -152,7 +151,7 @@ def test_a_command_silent_for_longer_than_the_references_read_timeout(root, refe
     assert_clean(root)
 
 @pytest.mark.parametrize("sizes", [pytest.param(["0", "1", "4128767", "4128768", "4128769"], id="0B-1B-4128768pm1"),
-                                   pytest.param([str(64 * 2**20)], id="64MiB", marks=pytest.mark.slow)])
+                                   pytest.param([str(64 * 2**20)], id="64MiB")])
 def test_streamed_transfers_with_checksums(service, sizes):
     out = service.reference("files", *sizes, timeout=600)
     for n in sizes:
@@ -317,21 +316,14 @@ class CuttingProxy:
         await asyncio.gather(up(), down())
 
 def test_a_stream_dropped_mid_run_is_resumed_and_the_command_runs_once(service):
-    with CuttingProxy(service.port) as url:
-        out = service.reference("counted", url=url)
-        assert out["first"] == {"output": "1", "return_code": 0, "truncated": False, "timed_out": False}, out
-        assert out["again"]["output"] == "1"  # the counter file: one run, not two
-        assert (cuts := 1) and True
+    proxy = CuttingProxy(service.port)
+    with proxy as url: out = service.reference("counted", url=url)
+    assert proxy.cuts == 1  # the first /run stream was cut right after its task_id event
+    assert proxy.runs >= 3  # the counted run, its re-POST with the task_id, and the second run
+    assert out["first"] == {"output": "1", "return_code": 0, "truncated": False, "timed_out": False}, out
+    assert out["again"]["output"] == "1"  # the counter file: the command ran once, not twice
     assert service.proc.poll() is None
 
-def test_the_cut_happened_and_the_reference_re_attached(service):
-    "The same fault, checking the proxy saw the cut and a second /run POST (the re-attach), not just a lucky pass."
-    with CuttingProxy(service.port) as url:
-        proxy = None
-        out = service.reference("counted", url=url)
-    assert out["first"]["output"] == "1" and out["again"]["output"] == "1"
-
-@pytest.mark.slow
 def test_a_service_restart_under_an_open_sandbox_is_a_clear_error_and_leaks_nothing(root, reference_python):
     port = free_port()
     svc = Service(root, port=port).start()
@@ -343,7 +335,7 @@ def test_a_service_restart_under_an_open_sandbox_is_a_clear_error_and_leaks_noth
         assert line, proc.stderr.read()
         sid = json.loads(line)["sid"]
         assert sandbox_processes(root)
-        assert svc.stop() == 0  # SIGTERM: an orderly shutdown stops every sandbox
+        assert svc.stop() in (0, -signal.SIGTERM)  # SIGTERM: an orderly shutdown stops every sandbox
         assert_clean(root)
         svc2 = Service(root, port=port).start()
         try:
@@ -399,7 +391,7 @@ def test_sigterm_stops_running_commands_and_every_sandbox(root):
     for t in threads: t.start()
     assert wait_for(lambda: svc.detail()["commands"] == 3, 20)
     t0 = time.monotonic()
-    assert svc.stop() == 0
+    assert svc.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once its shutdown is over
     assert time.monotonic() - t0 < 30
     for t in threads: t.join(10)
     for sid in sids: assert b"event: error\r\ndata: cancelled: the sandbox service is shutting down" in got[sid], got[sid][-200:]
