@@ -238,6 +238,20 @@ def test_a_stalled_stream_is_retried_a_bounded_number_of_times(proxy, monkeypatc
     assert proxy.runs == 1 + hosted.RUN_RETRIES  # every re-POST got a 2xx and then silence: still bounded
     assert took < 60
 
+def test_a_run_has_an_overall_deadline(proxy, monkeypatch):
+    monkeypatch.setattr(hosted, "RUN_MARGIN", 1.0)
+    async def main():
+        async with client(proxy.url).sandbox(settings()) as sb:
+            proxy.arm("stall_after_task_id")  # keepalive comments swallowed too: a stream that says nothing
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError, match="gave no result within 3 s"):
+                await sb.run("sleep 600", timeout=2)
+            took = time.monotonic() - t0
+            assert (await sb.run("echo alive")).output == "alive"
+            return took
+    assert run(main()) < 15
+    assert proxy.runs == 2  # the stalled one (not re-posted within its deadline), then the check
+
 def test_a_killed_service_is_noticed_in_seconds_and_leaves_nothing(tmp_path):
     root = state_dir()
     url, proc = start_service(root)
@@ -257,6 +271,7 @@ def test_a_killed_service_is_noticed_in_seconds_and_leaves_nothing(tmp_path):
             with pytest.raises(SessionTerminatedError):
                 await sb.run("true")
             await sb.stop()
+            assert pinger_tasks() == []  # nothing left running on the client either
             return took
         took = run(main())
         assert took < 20, took
@@ -292,6 +307,7 @@ def test_a_restarted_service_fails_the_open_sandbox_with_session_terminated(tmp_
                 await sb.run("echo after")
             took = time.monotonic() - t0
             await sb.stop()
+            assert pinger_tasks() == []
             return took
         assert run(main()) < 20
         assert stats(url)["sandboxes"] == 0
