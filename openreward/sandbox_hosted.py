@@ -173,6 +173,7 @@ class HostedBox:
             raise TimeoutError(f"/run gave no result within {deadline:g} s (its timeout of {step.timeout:g} s + "
                                f"{RUN_MARGIN:g} s); the service should have ended the command by then") from None
         except RemoteError as e:
+            self._probe.set()  # the service may be going away (a shutdown ends its commands with an error event)
             if UNKNOWN_TASK in str(e):
                 raise SandboxError(f"the service lost the command after the connection broke ({e}); not run again, "
                                    "as it may have run") from None

@@ -147,6 +147,17 @@ def test_small_files_errors_and_the_sync_client(service, tmp_path):
         with pytest.raises(RuntimeError, match="Command failed"):
             sb.check_run("exit 1")
 
+def test_a_program_that_exits_without_stop_deletes_its_sandbox(service, tmp_path):
+    script = tmp_path / "forgetful.py"
+    script.write_text("import sys\nfrom openreward import OpenReward, SandboxSettings\n"
+                      "sb = OpenReward().sandbox(SandboxSettings(environment='a/b', image='python:3.11-slim', machine_size='0.5:0.5'))\n"
+                      "sb.start()\nprint(sb.sid, sb.run('echo up').output)\n")  # no stop(): the exit hook must do it
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=subprocess_env(OPENREWARD_API_KEY=KEY, OPENREWARD_SESSION_URL=service))
+    assert r.returncode == 0, r.stderr[-3000:]
+    sid, up = r.stdout.split()
+    assert up == "up" and ping_status(service, sid) == 410
+
 def test_set_network(service):
     policy = SandboxNetworkPolicy(rules=[SandboxEgressRule(action="allow", host="example.com")])
     async def main():
