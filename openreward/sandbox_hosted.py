@@ -28,7 +28,7 @@ __all__ = ['HEARTBEAT', 'RUN_RETRIES', 'CREATE_RETRIES', 'RUN_MARGIN', 'FILE_REA
            'PING_INTERVAL', 'PING_TIMEOUT', 'DEAD_AFTER_REFUSED', 'DEAD_AFTER_FAILED', 'DELETE_TIMEOUT',
            'HOSTED_POLICY', 'FILE_POLICY', 'sse_headers', 'plain_headers', 'wire_request', 'HostedBackend', 'HostedBox']
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #237f2802
+# %% ../nbs/08e_sandbox_hosted.ipynb #24c5c967
 HEARTBEAT = 30.0          # seconds of silence after which an event stream counts as dropped (the reference's)
 RUN_RETRIES, CREATE_RETRIES = 5, 3  # re-attempts of a broken `/run` or `/create_sandbox` stream (the reference's)
 RUN_MARGIN = 120.0        # seconds a `/run` may take beyond its own `timeout` before the client gives up on it
@@ -45,7 +45,7 @@ DELETE_TIMEOUT = 15.0     # seconds `stop()` spends telling the service, at most
 HOSTED_POLICY = RetryPolicy(attempts=3, statuses=frozenset({429, *range(500, 600)}), backoff=1.0, stream_backoff=0.5)
 FILE_POLICY = replace(HOSTED_POLICY, attempts=5, backoff=0.5)  # file requests: 5 tries, 0.5, 1, 2, 4 s apart
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #129518f6
+# %% ../nbs/08e_sandbox_hosted.ipynb #737f301b
 def sse_headers(api_key: str,                # the client's key ("" for none)
                 sid: str | None = None,      # the sandbox, once it exists
                 secrets: str | None = None,  # the `X-Secrets` value (creation only)
@@ -63,7 +63,7 @@ def plain_headers(api_key: str,  # the client's key, sent even when ""
     "Headers of every other request: `X-API-Key` always, even empty."
     return {"User-Agent": USER_AGENT, API_KEY: api_key, SESSION_ID: sid}
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #7316d5de
+# %% ../nbs/08e_sandbox_hosted.ipynb #20e24130
 def wire_request(step: Any,                  # a file step or SetNetwork
                  headers: Mapping[str, str], # `plain_headers`
                  ) -> Request:
@@ -90,7 +90,7 @@ def _prefixed(e: BaseException, sid: str | None) -> BaseException:
     elif prefix not in getattr(e, "__notes__", ()): e.add_note(prefix)
     return e
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #cc40f157
+# %% ../nbs/08e_sandbox_hosted.ipynb #38615322
 class HostedBackend:
     "Sandboxes on a hosted sandbox service, over the protocol the reference client speaks."
     name = "hosted"
@@ -140,7 +140,7 @@ class HostedBackend:
             if isinstance(e, (RemoteError, StepError)): raise SandboxError(f"(sandbox session sid=None) {e}") from None
             raise _prefixed(e, None)
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #816803af
+# %% ../nbs/08e_sandbox_hosted.ipynb #dce31151
 def _sandbox_terminated(e: SessionTerminatedError, sid: str | None) -> SessionTerminatedError:
     return e if e.kind == "sandbox" else SessionTerminatedError(e.reason, sid=sid, kind="sandbox")
 
@@ -148,7 +148,7 @@ class HostedBox:
     "One sandbox on the service: carries out steps as requests, keeps it alive, notices when it is gone."
     def __init__(self, backend: HostedBackend, sid: str):
         self.backend, self.sid = backend, sid
-        self.info = {"backend": "hosted", "service": backend.base_url, "sid": sid}
+        self.info = {"backend": "hosted", "service": backend.base_url, "sid": sid}  # the service enforces the rest
         self.dead: SessionTerminatedError | None = None
         self._dead, self._probe, self._closed, self._deleting = asyncio.Event(), asyncio.Event(), False, None
         self._pinger = asyncio.get_running_loop().create_task(self._ping_loop())
