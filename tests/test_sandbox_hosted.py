@@ -158,6 +158,13 @@ def test_a_program_that_exits_without_stop_deletes_its_sandbox(service, tmp_path
     sid, up = r.stdout.split()
     assert up == "up" and ping_status(service, sid) == 410
 
+def test_the_sync_client_works_inside_a_running_event_loop(service):
+    async def inside():  # as in a Jupyter cell: the sync API runs its calls on its own loop thread
+        c = OpenReward(api_key=KEY)
+        c.session_base_url = service
+        with c.sandbox(settings()) as sb: return sb.run("echo from a loop").output
+    assert run(inside()) == "from a loop"
+
 def test_set_network(service):
     policy = SandboxNetworkPolicy(rules=[SandboxEgressRule(action="allow", host="example.com")])
     async def main():
