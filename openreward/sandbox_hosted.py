@@ -26,7 +26,8 @@ from .sandbox_protocol import (API_KEY, BACKEND_STATE, SECRETS, SESSION_ID, UNKN
 # %% auto #0
 __all__ = ['HEARTBEAT', 'RUN_RETRIES', 'CREATE_RETRIES', 'RUN_MARGIN', 'FILE_READ_TIMEOUT', 'DIGEST_READ_TIMEOUT',
            'PING_INTERVAL', 'PING_TIMEOUT', 'DEAD_AFTER_REFUSED', 'DEAD_AFTER_FAILED', 'DELETE_TIMEOUT',
-           'HOSTED_POLICY', 'FILE_POLICY', 'sse_headers', 'plain_headers', 'wire_request', 'HostedBackend', 'HostedBox']
+           'HOSTED_POLICY', 'FILE_POLICY', 'AMBIGUOUS', 'sse_headers', 'plain_headers', 'wire_request', 'HostedBackend',
+           'HostedBox']
 
 # %% ../nbs/08e_sandbox_hosted.ipynb #24c5c967
 HEARTBEAT = 30.0          # seconds of silence after which an event stream counts as dropped (the reference's)
@@ -44,6 +45,7 @@ DELETE_TIMEOUT = 15.0     # seconds `stop()` spends telling the service, at most
 # with `X-Backend-State: starting` is ridden out (OPENREWARD_STARTING_RIDE_OUT_S, 600 s)
 HOSTED_POLICY = RetryPolicy(attempts=3, statuses=frozenset({429, *range(500, 600)}), backoff=1.0, stream_backoff=0.5)
 FILE_POLICY = replace(HOSTED_POLICY, attempts=5, backoff=0.5)  # file requests: 5 tries, 0.5, 1, 2, 4 s apart
+AMBIGUOUS = frozenset({500, 502, 504})  # statuses after which a first `/run` may have started (429 and 503 say it did not)
 
 # %% ../nbs/08e_sandbox_hosted.ipynb #737f301b
 def sse_headers(api_key: str,                # the client's key ("" for none)
@@ -165,7 +167,12 @@ class HostedBox:
         sinks: list[Any] = []
         async def send(req: Request) -> Reply:
             sinks.append(req.stream)
-            return await self._send(req)
+            reply = await self._send(req)
+            if reply.status in AMBIGUOUS and "task_id" not in req.json:  # it may have reached the service: no second POST
+                error = reply_error(reply, self.sid, "/run")
+                error.add_note("not retried: the command may have started, and a new POST would run it again")
+                raise error
+            return reply
         op = stream_op("/run", headers, exec_body(step), HOSTED_POLICY, RUN_RETRIES, HEARTBEAT, self.sid, once_only=True)
         deadline = None if step.timeout is None else step.timeout + RUN_MARGIN
         try: await asyncio.wait_for(adrive(op, send), deadline)
