@@ -440,7 +440,13 @@ def test_the_seed_environment_with_its_sandboxes_on_the_service(root, reference_
                 "    r = s.call_tool('bash', {'command': 'echo $((6*7)) > a; cat a'})\n"
                 "    print(r.blocks[0].text.split()[0])\n")
             r = run_reference_script(reference_python, script, url, env={"OPENREWARD_API_KEY": KEY, "OPENREWARD_URL": "http://127.0.0.1:9"})
-            assert r.stdout.strip().splitlines()[-1] == "42"
+            assert r.stdout.strip().splitlines()[-1] == "42"  # the reference client drove it
+            from openreward import OpenReward
+            env = OpenReward(api_key=KEY, base_url="http://127.0.0.1:9").environments.get("myenvironment", base_url=url)
+            with env.session(env.list_tasks("train")[0]) as s:
+                first = s.call_tool("bash", {"command": "echo $((6*7)) > a; cat a"}).metadata
+                assert svc.detail()["sandboxes"] == 1  # the environment's sandbox is on the service
+            assert first == {"output": "42", "exit_code": 0}  # ... and so did ours
         assert wait_for(lambda: svc.detail()["sandboxes"] == 0, 20)
     finally:
         svc.stop()
