@@ -32,8 +32,8 @@ def wait_for(pred, timeout=30.0, every=0.05) -> bool:
 
 class Service:
     "Our sandbox service in a subprocess on 127.0.0.1:`port`, its state under `root`; stopped by PID."
-    def __init__(self, root: Path, port: int | None = None, keys: str = f"{KEY},{OTHER}", **options) -> None:
-        self.root, self.port, self.keys, self.options = root, port or free_port(), keys, options
+    def __init__(self, root: Path, port: int | None = None, keys: str = f"{KEY},{OTHER}", env: dict | None = None, **options) -> None:
+        self.root, self.port, self.keys, self.options, self.env = root, port or free_port(), keys, options, env or {}
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root.parent / f"{root.name}-service-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -42,7 +42,7 @@ class Service:
         self._out = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, str(SERVE), "127.0.0.1", str(self.port), json.dumps(self.options)],
                                      stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(self.root.parent),
-                                     env=subprocess_env(OPENREWARD_SANDBOX_SERVICE_KEY=self.keys, OPENREWARD_SANDBOX_DIR=str(self.root)))
+                                     env=subprocess_env(OPENREWARD_SANDBOX_SERVICE_KEY=self.keys, OPENREWARD_SANDBOX_DIR=str(self.root), **self.env))
         def up() -> bool:
             if self.proc.poll() is not None: return True
             try: return httpx.get(self.url + "/health", timeout=2).status_code == 200
@@ -62,10 +62,10 @@ class Service:
 
     def detail(self, key: str = KEY) -> dict: return httpx.get(self.url + "/health?detail=1", headers={"X-API-Key": key}, timeout=10).json()
 
-    def reference(self, *args: str, key: str = KEY, url: str | None = None, timeout: float = 300) -> dict:
+    def reference(self, *args: str, key: str = KEY, url: str | None = None, timeout: float = 300, env: dict | None = None) -> dict:
         r = run_reference_script(self.python, CLIENT, *args, timeout=timeout,
                                  env={"OPENREWARD_SESSION_URL": url or self.url, "OPENREWARD_API_KEY": key,
-                                      "OPENREWARD_URL": "http://127.0.0.1:9"})
+                                      "OPENREWARD_URL": "http://127.0.0.1:9", **(env or {})})
         return json.loads(r.stdout.strip().splitlines()[-1])
 
 def sandbox_processes(root: Path) -> list[int]:
@@ -397,6 +397,26 @@ def test_sigterm_stops_running_commands_and_every_sandbox(root):
     for sid in sids: assert b"event: error\r\ndata: cancelled: the sandbox service is shutting down" in got[sid], got[sid][-200:]
     assert_clean(root)
 
+@pytest.mark.slow
+def test_the_service_on_the_docker_backend(root, reference_python):
+    from sandbox_helpers import IMAGE, own_dockerd
+    with own_dockerd() as sock:
+        svc = Service(root, env={"OPENREWARD_DOCKER_HOST": f"unix://{sock}"}, backend="docker").start()
+        svc.python = reference_python
+        try:
+            out = svc.reference("basic", "2", env={"ORW_IMAGE": IMAGE})
+            assert out["echo"]["output"] == "hello\noops" and out["echo"]["return_code"] == 3
+            assert out["timeout"]["return_code"] == 124 and out["timeout"]["timed_out"] is True
+            assert out["big"]["truncated"] is True and out["download"] is True
+            files = svc.reference("files", "0", "1", "4128769", env={"ORW_IMAGE": IMAGE}, timeout=600)
+            for n, f in files.items(): assert f["upload"] == f["download"] == f["copy"] == [int(n), f["want"]], (n, f)
+            assert svc.detail()["sandboxes"] == 0 and svc.detail()["backend"] == "docker"
+        finally:
+            svc.stop()
+        import httpx as _h
+        with _h.Client(transport=_h.HTTPTransport(uds=sock), base_url="http://docker/v1.41") as c:
+            assert c.get("/containers/json", params={"all": "1"}).json() == []  # no container left
+
 # -- the seed's sandbox environment, its sandboxes on the service ---------------------------------------------------
 
 def test_the_seed_environment_with_its_sandboxes_on_the_service(root, reference_python, tmp_path):
@@ -420,7 +440,13 @@ def test_the_seed_environment_with_its_sandboxes_on_the_service(root, reference_
                 "    r = s.call_tool('bash', {'command': 'echo $((6*7)) > a; cat a'})\n"
                 "    print(r.blocks[0].text.split()[0])\n")
             r = run_reference_script(reference_python, script, url, env={"OPENREWARD_API_KEY": KEY, "OPENREWARD_URL": "http://127.0.0.1:9"})
-            assert r.stdout.strip().splitlines()[-1] == "42"
+            assert r.stdout.strip().splitlines()[-1] == "42"  # the reference client drove it
+            from openreward import OpenReward
+            env = OpenReward(api_key=KEY, base_url="http://127.0.0.1:9").environments.get("myenvironment", base_url=url)
+            with env.session(env.list_tasks("train")[0]) as s:
+                first = s.call_tool("bash", {"command": "echo $((6*7)) > a; cat a"}).metadata
+                assert svc.detail()["sandboxes"] == 1  # the environment's sandbox is on the service
+            assert first == {"output": "42", "exit_code": 0}  # ... and so did ours
         assert wait_for(lambda: svc.detail()["sandboxes"] == 0, 20)
     finally:
         svc.stop()
