@@ -177,7 +177,7 @@ class HostedBox:
         deadline = None if step.timeout is None else step.timeout + RUN_MARGIN
         try: await asyncio.wait_for(adrive(op, send), deadline)
         except TimeoutError:
-            raise TimeoutError(f"/run gave no result within {deadline:g} s (its timeout of {step.timeout:g} s + "
+            raise SandboxError(f"/run gave no result within {deadline:g} s (its timeout of {step.timeout:g} s + "
                                f"{RUN_MARGIN:g} s); the service should have ended the command by then") from None
         except RemoteError as e:
             self._probe.set()  # the service may be going away (a shutdown ends its commands with an error event)
