@@ -115,6 +115,7 @@ def test_the_reference_client_runs_commands(service):
     assert out["timeout"] == {"output": "", "return_code": 124, "truncated": False, "timed_out": True} and out["timeout_s"] < 20
     assert out["check_run"].startswith("Command failed: false")
     assert out["download"] is True and out["download_rel"] is True and out["download_empty"] == "Name:"
+    assert out["upload_10mib"] is True
     # the reference's stat_file passes the service's answer through as it is: 400 naming the symlink, 404 for no file
     assert out["stat_symlink"]["status"] == 400 and "symlink" in out["stat_symlink"]["message"], out["stat_symlink"]
     assert out["stat_missing"]["status"] == 404 and "no such file" in out["stat_missing"]["message"], out["stat_missing"]
