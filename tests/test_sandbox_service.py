@@ -218,6 +218,33 @@ def test_bad_input_is_a_4xx_with_a_detail(service):
     assert service.proc.poll() is None and "Traceback" not in service.logs()
     httpx.post(service.url + "/delete_session", headers=h)
 
+def test_random_garbage_never_gets_a_500(service):
+    "Seeded random queries, bodies and headers on every endpoint: each answer is a 2xx/4xx with a JSON detail, never a 500."
+    import random
+    rng = random.Random(8)
+    sid = raw_create(service.url)
+    paths = ["/run", "/stat_file", "/read_file", "/write_file", "/set_network", "/ping", "/delete_session", "/create_sandbox"]
+    words = ["path", "offset", "length", "sha256", "commit", "size", "mkdirs", "task_id", "cmd", "timeout_s", "max_bytes"]
+    junk = ["", "0", "-1", "1e9", "99999999999999999999", "/workspace/x", "../../etc/passwd", "\u0000", "é", "/proc/self/mem", "1", "true", "null"]
+    bodies = [b"", b"{}", b"[]", b"null", b'{"cmd": null}', b'{"cmd": "true", "timeout_s": "x"}', b'{"cmd": "true", "task_id": 5}',
+              b'{"rules": "x"}', b"\xff\xfe", b'{"a": ' * 200 + b"1" + b"}" * 200, b'{"cmd": "true", "max_bytes": 1e400}']
+    statuses = {}
+    with httpx.Client(base_url=service.url, timeout=30) as c:
+        for _ in range(150):
+            path = rng.choice(paths)
+            params = {rng.choice(words): rng.choice(junk) for _ in range(rng.randint(0, 4))}
+            headers = {"X-API-Key": KEY, "X-Session-ID": rng.choice([sid, "", "x" * 300, "f" * 32, sid.upper()])}
+            if rng.random() < 0.2: headers["X-Secrets"] = rng.choice(["", "e30=", "!!", "bnVsbA=="])
+            body = rng.choice(bodies) if rng.random() < 0.8 else rng.randbytes(rng.randint(0, 2000))
+            r = c.post(path, params=params, content=body, headers=headers)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (path, params, body[:80], r.status_code, r.text[:300])
+            if r.status_code >= 400: assert r.json()["detail"], (path, r.text)
+            if path == "/delete_session" and r.status_code == 200: sid = raw_create(service.url)
+    assert len(statuses) > 2, statuses  # the cases reached more than one kind of answer
+    assert service.proc.poll() is None and "Traceback" not in service.logs()
+    httpx.post(service.url + "/delete_session", headers={"X-API-Key": KEY, "X-Session-ID": sid})
+
 def test_the_services_key_never_reaches_the_sandbox_but_other_secrets_do(service):
     import base64
     secrets = {"api_key": {"value": KEY, "allowed_domains": []}, "OPENREWARD_API_KEY": {"value": KEY, "allowed_domains": []},
