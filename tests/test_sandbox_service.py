@@ -35,7 +35,7 @@ class Service:
     def __init__(self, root: Path, port: int | None = None, keys: str = f"{KEY},{OTHER}", env: dict | None = None, **options) -> None:
         self.root, self.port, self.keys, self.options, self.env = root, port or free_port(), keys, options, env or {}
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root.parent / f"{root.name}-service-{self.port}.log"
+        self.log = root / f".service-{self.port}.log"  # inside the state directory (removed with it; a dot-name: no sandbox's)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Service:
