@@ -35,7 +35,7 @@ class Service:
     def __init__(self, root: Path, port: int | None = None, keys: str = f"{KEY},{OTHER}", env: dict | None = None, **options) -> None:
         self.root, self.port, self.keys, self.options, self.env = root, port or free_port(), keys, options, env or {}
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root.parent / f"{root.name}-service-{self.port}.log"
+        self.log = root / f".service-{self.port}.log"  # inside the state directory (removed with it; a dot-name: no sandbox's)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Service:
@@ -105,16 +105,17 @@ def raw_create(url: str, key: str = KEY) -> str:
 # -- the reference client, end to end ------------------------------------------------------------------------------
 
 def test_the_reference_client_runs_commands(service):
-    out = service.reference("basic", "12")
+    out = service.reference("basic", "5")  # prints for 5 s: longer than this service's 1 s keep-alive interval
     assert out["echo"] == {"output": "hello\noops", "return_code": 3, "truncated": False, "timed_out": False}
     assert out["persist"][1]["output"] == "kept\n/workspace"  # files persist; each run starts afresh in the workspace
-    assert out["long"]["output"] == "\n".join(f"line{i}" for i in range(1, 13)) and out["long_s"] >= 12
+    assert out["long"]["output"] == "\n".join(f"line{i}" for i in range(1, 6)) and out["long_s"] >= 5
     assert out["big"]["truncated"] is True and out["big"]["output"] == "a" * 1000
     assert out["exact"] == {"output": "abcdefghij", "return_code": 0, "truncated": False, "timed_out": False}
     assert out["unlimited"] == 300000
     assert out["timeout"] == {"output": "", "return_code": 124, "truncated": False, "timed_out": True} and out["timeout_s"] < 20
     assert out["check_run"].startswith("Command failed: false")
     assert out["download"] is True and out["download_rel"] is True and out["download_empty"] == "Name:"
+    assert out["upload_10mib"] is True
     # the reference's stat_file passes the service's answer through as it is: 400 naming the symlink, 404 for no file
     assert out["stat_symlink"]["status"] == 400 and "symlink" in out["stat_symlink"]["message"], out["stat_symlink"]
     assert out["stat_missing"]["status"] == 404 and "no such file" in out["stat_missing"]["message"], out["stat_missing"]
@@ -216,6 +217,33 @@ def test_bad_input_is_a_4xx_with_a_detail(service):
     assert r.status_code == 400 and "X-Secrets" in r.json()["detail"]
     assert service.proc.poll() is None and "Traceback" not in service.logs()
     httpx.post(service.url + "/delete_session", headers=h)
+
+def test_random_garbage_never_gets_a_500(service):
+    "Seeded random queries, bodies and headers on every endpoint: each answer is a 2xx/4xx with a JSON detail, never a 500."
+    import random
+    rng = random.Random(8)
+    sid = raw_create(service.url)
+    paths = ["/run", "/stat_file", "/read_file", "/write_file", "/set_network", "/ping", "/delete_session", "/create_sandbox"]
+    words = ["path", "offset", "length", "sha256", "commit", "size", "mkdirs", "task_id", "cmd", "timeout_s", "max_bytes"]
+    junk = ["", "0", "-1", "1e9", "99999999999999999999", "/workspace/x", "../../etc/passwd", "\u0000", "é", "/proc/self/mem", "1", "true", "null"]
+    bodies = [b"", b"{}", b"[]", b"null", b'{"cmd": null}', b'{"cmd": "true", "timeout_s": "x"}', b'{"cmd": "true", "task_id": 5}',
+              b'{"rules": "x"}', b"\xff\xfe", b'{"a": ' * 200 + b"1" + b"}" * 200, b'{"cmd": "true", "max_bytes": 1e400}']
+    statuses = {}
+    with httpx.Client(base_url=service.url, timeout=30) as c:
+        for _ in range(150):
+            path = rng.choice(paths)
+            params = {rng.choice(words): rng.choice(junk) for _ in range(rng.randint(0, 4))}
+            headers = {"X-API-Key": KEY, "X-Session-ID": rng.choice([sid, "", "x" * 300, "f" * 32, sid.upper()])}
+            if rng.random() < 0.2: headers["X-Secrets"] = rng.choice(["", "e30=", "!!", "bnVsbA=="])
+            body = rng.choice(bodies) if rng.random() < 0.8 else rng.randbytes(rng.randint(0, 2000))
+            r = c.post(path, params=params, content=body, headers=headers)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            assert r.status_code < 500, (path, params, body[:80], r.status_code, r.text[:300])
+            if r.status_code >= 400: assert r.json()["detail"], (path, r.text)
+            if path == "/delete_session" and r.status_code == 200: sid = raw_create(service.url)
+    assert len(statuses) > 2, statuses  # the cases reached more than one kind of answer
+    assert service.proc.poll() is None and "Traceback" not in service.logs()
+    httpx.post(service.url + "/delete_session", headers={"X-API-Key": KEY, "X-Session-ID": sid})
 
 def test_the_services_key_never_reaches_the_sandbox_but_other_secrets_do(service):
     import base64
