@@ -29,7 +29,7 @@ __all__ = ['HEARTBEAT', 'RUN_RETRIES', 'CREATE_RETRIES', 'RUN_MARGIN', 'FILE_REA
            'HOSTED_POLICY', 'FILE_POLICY', 'AMBIGUOUS', 'sse_headers', 'plain_headers', 'wire_request', 'HostedBackend',
            'HostedBox']
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #24c5c967
+# %% ../nbs/08e_sandbox_hosted.ipynb #7d36b90a
 HEARTBEAT = 30.0          # seconds of silence after which an event stream counts as dropped (the reference's)
 RUN_RETRIES, CREATE_RETRIES = 5, 3  # re-attempts of a broken `/run` or `/create_sandbox` stream (the reference's)
 RUN_MARGIN = 120.0        # seconds a `/run` may take beyond its own `timeout` before the client gives up on it
@@ -47,7 +47,7 @@ HOSTED_POLICY = RetryPolicy(attempts=3, statuses=frozenset({429, *range(500, 600
 FILE_POLICY = replace(HOSTED_POLICY, attempts=5, backoff=0.5)  # file requests: 5 tries, 0.5, 1, 2, 4 s apart
 AMBIGUOUS = frozenset({500, 502, 504})  # statuses after which a first `/run` may have started (429 and 503 say it did not)
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #737f301b
+# %% ../nbs/08e_sandbox_hosted.ipynb #e1d8eb9d
 def sse_headers(api_key: str,                # the client's key ("" for none)
                 sid: str | None = None,      # the sandbox, once it exists
                 secrets: str | None = None,  # the `X-Secrets` value (creation only)
@@ -65,7 +65,7 @@ def plain_headers(api_key: str,  # the client's key, sent even when ""
     "Headers of every other request: `X-API-Key` always, even empty."
     return {"User-Agent": USER_AGENT, API_KEY: api_key, SESSION_ID: sid}
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #20e24130
+# %% ../nbs/08e_sandbox_hosted.ipynb #8b9273a1
 def wire_request(step: Any,                  # a file step or SetNetwork
                  headers: Mapping[str, str], # `plain_headers`
                  ) -> Request:
@@ -92,7 +92,7 @@ def _prefixed(e: BaseException, sid: str | None) -> BaseException:
     elif prefix not in getattr(e, "__notes__", ()): e.add_note(prefix)
     return e
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #38615322
+# %% ../nbs/08e_sandbox_hosted.ipynb #8d6344e1
 class HostedBackend:
     "Sandboxes on a hosted sandbox service, over the protocol the reference client speaks."
     name = "hosted"
@@ -142,7 +142,7 @@ class HostedBackend:
             if isinstance(e, (RemoteError, StepError)): raise SandboxError(f"(sandbox session sid=None) {e}") from None
             raise _prefixed(e, None)
 
-# %% ../nbs/08e_sandbox_hosted.ipynb #dce31151
+# %% ../nbs/08e_sandbox_hosted.ipynb #82158d0d
 def _sandbox_terminated(e: SessionTerminatedError, sid: str | None) -> SessionTerminatedError:
     return e if e.kind == "sandbox" else SessionTerminatedError(e.reason, sid=sid, kind="sandbox")
 
