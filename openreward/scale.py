@@ -301,7 +301,8 @@ def _spawn(self: Supervisor, w: Worker) -> None:
 def _spawn_nginx(self: Supervisor) -> None:
     (self.dir/"logs").mkdir(exist_ok=True)  # where an nginx built with relative defaults looks before reading our config
     self.nginx = subprocess.Popen([self.nginx_bin, "-p", f"{self.dir}/", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, start_new_session=True,
+                                  stderr=subprocess.PIPE if not self.nginx_starts else subprocess.DEVNULL,  # read at start only
                                   preexec_fn=_pdeathsig())
     self.nginx_starts.append(time.monotonic())
 
