@@ -181,7 +181,8 @@ def test_expiry_and_teardown_exactly_once_across_workers(tmp_path):
     finally:
         assert w.stop() == 0
 
-def test_sigterm_stops_every_worker_and_their_sessions(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])  # SIGINT: Ctrl-C, which reaches the supervisor alone
+def test_a_stop_signal_stops_every_worker_and_their_sessions(tmp_path, sig):
     w = Workers(tmp_path)
     procs = children(w.proc.pid)
     assert len(procs) >= 4  # two workers, nginx's master and at least one nginx worker
@@ -190,6 +191,7 @@ def test_sigterm_stops_every_worker_and_their_sessions(tmp_path):
         for sid in sids: create(c, sid)
         home = {sid: served_by(call(c, sid)) for sid in sids}
     assert set(home.values()) == w.worker_pids()
+    w.proc.send_signal(sig)
     assert w.stop() == 0
     downs = w.teardowns()
     assert Counter(t for t, _ in downs) == Counter(sids), downs         # each worker tore its own sessions down
@@ -232,7 +234,10 @@ def test_worker_killed_mid_run_only_its_sessions_fail(workers):
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while len(workers.worker_pids() - {victim}) < 2 and time.monotonic() < deadline: time.sleep(0.1)
-    time.sleep(1.5)
+    lost = [sid for sid in sids if home[sid] == victim]
+    while time.monotonic() < deadline and not all(outcomes[sid] and outcomes[sid][-1][0] == 404 for sid in lost):
+        time.sleep(0.1)  # until the replacement listens (seconds on a loaded machine) and answers each lost session
+    time.sleep(0.5)
     stop.set()
     for t in threads: t.join(60)
     assert not any(t.is_alive() for t in threads)
@@ -249,3 +254,29 @@ def test_worker_killed_mid_run_only_its_sessions_fail(workers):
             assert all(o in ((404, "Active environment not found"), ("transport", "RemoteProtocolError")) or
                        (o[0] == 502 and "sessions it held are lost" in o[1]) for o in errors), errors
             assert all(o == ("ok", victim) for o in got if o[0] == "ok")  # never served by another worker
+
+def test_a_worker_that_keeps_dying_stops_the_supervisor(tmp_path):
+    "Restarts are bounded: a worker that dies more than max_restarts times within the window ends the supervisor."
+    from openreward.scale import Supervisor, orwd_serve_command
+    doomed = tmp_path/"doomed.py"
+    doomed.write_text(  # a worker that exits 1.5 s after it starts listening on its socket
+        "import os, sys, threading, time\n"
+        "def die():\n"
+        "    path = sys.argv[sys.argv.index('--uds') + 1]\n"
+        "    for _ in range(1200):\n"
+        "        if os.path.exists(path): break\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(1.5); os._exit(3)\n"
+        "threading.Thread(target=die, daemon=True).start()\n"
+        "from openreward.examples import Counter\n"
+        "ENVIRONMENTS = [Counter]\n")
+    messages = []
+    sup = Supervisor(orwd_serve_command(str(doomed)), workers=1, port=free_port(), max_restarts=2, restart_window=120,
+                     env=subprocess_env(), log=messages.append).start()
+    pids = [sup.workers[0].pid]
+    sup._thread.join(120)
+    assert not sup._thread.is_alive()
+    assert "worker 0 exited 3 times within 120 s (last: exit code 3); giving up" == sup.failure
+    assert sum("restarting it" in m for m in messages) == 2
+    assert not sup.dir.exists() and not sup.workers[0].alive() and sup.nginx.poll() is not None
+    assert not any(alive(p) for p in pids)
