@@ -33,12 +33,12 @@ from .types import ImageBlock, TextBlock, ToolSpec
 # %% auto #0
 __all__ = ['OUTPUT_FORMATS', 'DEFAULT_SERVER', 'CPU_MEMORY_CHOICES', 'use_colour', 'Style', 'terminal_width', 'table', 'to_yaml',
            'emit', 'build_parser', 'main', 'CommandError', 'cmd_init', 'cmd_export', 'load_environments',
-           'describe_environments', 'reload_app', 'load_server', 'serve', 'cmd_serve', 'environment', 'all_tasks',
-           'cmd_tasks', 'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player', 'cmd_play',
-           'cmd_check', 'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get', 'cmd_deployments',
-           'cmd_logs', 'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link', 'cmd_unlink',
-           'cmd_update', 'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs', 'cmd_run',
-           'cmd_rollouts', 'Wizard', 'cmd_new']
+           'describe_environments', 'reload_app', 'load_server', 'serve', 'cmd_serve', 'cmd_deploy', 'environment',
+           'all_tasks', 'cmd_tasks', 'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player',
+           'cmd_play', 'cmd_check', 'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get',
+           'cmd_deployments', 'cmd_logs', 'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link',
+           'cmd_unlink', 'cmd_update', 'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs',
+           'cmd_run', 'cmd_rollouts', 'Wizard', 'cmd_new']
 
 # %% ../nbs/12_cli.ipynb #94dedaaa
 def use_colour(stream: IO | None = None) -> bool:
@@ -163,6 +163,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--workers", type=int, default=1, metavar="N", help="server processes behind nginx, one per core (default: 1, no nginx); "
                    "sessions stay on their worker")
     s.add_argument("--uds", default=None, metavar="PATH", help="listen on this unix socket instead of --host/--port (a worker behind a proxy)")
+    s = cmd("deploy", "cmd_deploy", "Print (or write) Kubernetes manifests: the environment server behind ingress-nginx, the sandbox service",
+            "orwd deploy k8s --image registry.example.com/my-env:1.0 --dir k8s", ())
+    s.add_argument("platform", choices=["k8s"], help="where to deploy (k8s: Kubernetes with ingress-nginx)")
+    s.add_argument("--image", default=None, help="the environment server's image (default: a placeholder to replace)")
+    s.add_argument("--sandbox-image", default=None, help="the sandbox service's image")
+    s.add_argument("--dir", dest="directory", default=None, help="write one file per manifest here (default: print them all)")
 
     s = cmd("tasks", "cmd_tasks", "List the tasks of an ORS server", "orwd tasks http://127.0.0.1:8080 --split train", (out, ors))
     s.add_argument("--split", default=None, help="one split (default: every split)")
@@ -409,6 +415,19 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8080, reload: bool =
 
 def cmd_serve(a: argparse.Namespace) -> int:
     serve(a.target, a.host, a.port, a.reload, workers=a.workers, uds=a.uds)
+    return 0
+
+# %% ../nbs/12_cli.ipynb #scaledp2
+def cmd_deploy(a: argparse.Namespace) -> int:
+    from openreward.scale import k8s_manifests
+    manifests = k8s_manifests(a.image, a.sandbox_image)
+    if a.directory is None:
+        print("\n---\n".join(text.strip() for name, text in manifests.items() if name != "kustomization.yaml"))
+        return 0
+    out = Path(a.directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in manifests.items(): (out / name).write_text(text)
+    print(f"Wrote {len(manifests)} files to {out}; apply them with: kubectl apply -k {out}")
     return 0
 
 # %% ../nbs/12_cli.ipynb #d28cfa00

@@ -27,8 +27,9 @@ from .errors import OpenRewardError
 from .guards import DEFAULT_MAX_BODY
 
 # %% auto #0
-__all__ = ['NGINX_HINT', 'SESSION_HEADER', 'UNAVAILABLE', 'NO_WORKER', 'ScaleError', 'find_nginx', 'upstream_address',
-           'too_large', 'nginx_config', 'probe', 'Worker', 'orwd_serve_command', 'Supervisor', 'serve_workers']
+__all__ = ['NGINX_HINT', 'SESSION_HEADER', 'UNAVAILABLE', 'NO_WORKER', 'K8S_IMAGES', 'ScaleError', 'find_nginx',
+           'upstream_address', 'too_large', 'nginx_config', 'probe', 'Worker', 'orwd_serve_command', 'Supervisor',
+           'serve_workers', 'k8s_manifests']
 
 # %% ../nbs/14_scale.ipynb #3773d357
 class ScaleError(OpenRewardError, RuntimeError):
@@ -451,3 +452,21 @@ def serve_workers(target: str, # what `orwd serve` takes: server.py, a module, e
     from openreward.server import _loopback, _warn_open
     if not _loopback(host) and not Credentials(None).required: _warn_open(host)
     Supervisor(orwd_serve_command(target), workers, host, port, **kwargs).serve()
+
+# %% ../nbs/14_scale.ipynb #52b0d08f
+K8S_IMAGES = {"server": "registry.example.com/my-env:latest", "sandbox": "registry.example.com/ors-sandbox:latest"}
+
+def k8s_manifests(image: str | None = None, # the environment server's image (default: a placeholder to replace)
+                  sandbox_image: str | None = None, # the sandbox service's image
+                 ) -> dict[str, str]:
+    "The shipped Kubernetes manifests by file name, with the images set."
+    from importlib import resources
+    root = resources.files("openreward") / "deploy" / "k8s"
+    out = {}
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        if not p.name.endswith(".yaml"): continue
+        text = p.read_text()
+        for placeholder, new in ((K8S_IMAGES["server"], image), (K8S_IMAGES["sandbox"], sandbox_image)):
+            if new: text = text.replace(f"image: {placeholder}", f"image: {new}")
+        out[p.name] = text
+    return out

@@ -122,3 +122,18 @@ def test_the_sandbox_service_runs_one_replica_with_its_key_from_a_secret():
     (env,) = [e for e in c["env"] if e["name"] == "SANDBOX_API_KEY"]
     assert env["valueFrom"]["secretKeyRef"]["key"] == "api-key"
     assert c["securityContext"]["seccompProfile"]["type"] == "Unconfined"  # bubblewrap's user namespaces
+
+def test_orwd_deploy_k8s_writes_valid_manifests_with_the_images(tmp_path, capsys):
+    from openreward.cli import main
+    assert main(["deploy", "k8s", "--image", "ghcr.io/alice/counter:1.0", "--sandbox-image", "ghcr.io/alice/box:2",
+                 "--dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MANIFESTS + ["kustomization.yaml"])
+    env = yaml.safe_load((tmp_path/"environment-deployment.yaml").read_text())
+    box = yaml.safe_load((tmp_path/"sandbox-deployment.yaml").read_text())
+    assert env["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/alice/counter:1.0"
+    assert box["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/alice/box:2"
+    kv = pytest.importorskip("kubernetes_validate")
+    for doc in (env, box): kv.validate(doc, VERSIONS[-1], strict=True)
+    assert main(["deploy", "k8s"]) == 0  # no --dir: every object on stdout, as one multi-document YAML
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert sorted(d["kind"] for d in docs) == ["Deployment", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Service", "Service"]
