@@ -5,6 +5,7 @@
 # %% ../nbs/14_scale.ipynb #a7a25a8c
 from __future__ import annotations
 
+import atexit
 import contextlib
 import getpass
 import json
@@ -426,11 +427,13 @@ def start(self: Supervisor) -> Supervisor:
     if self.failure is not None or not ready.is_set():
         self.stop()
         raise ScaleError(self.failure or "the workers did not start")
+    atexit.register(self.stop)  # an interpreter (a kernel) that exits first still stops them and removes the directory
     return self
 
 @patch
 def stop(self: Supervisor) -> None:
     "Stop nginx and every worker (each ends its sessions with teardown) and remove the temp directory; idempotent."
+    atexit.unregister(self.stop)
     self.stopping.set()
     if self._thread is not None: self._thread.join(self.stop_timeout + 30)
 
