@@ -308,6 +308,9 @@ def _spawn_nginx(self: Supervisor) -> None:
                                   preexec_fn=_pdeathsig())
     self.nginx_starts.append(time.monotonic())
 
+class _Stopped(ScaleError):
+    "A stop (SIGTERM, SIGINT, `stop()`) came while the supervisor was starting: not a failure."
+
 @patch
 def _wait_ready(self: Supervisor, address: str, proc: subprocess.Popen, what: str) -> None:
     "Wait until `address` answers /health; a `ScaleError` if `proc` exits first or the wait runs out."
@@ -318,7 +321,7 @@ def _wait_ready(self: Supervisor, address: str, proc: subprocess.Popen, what: st
             err = err or (_tail(self.dir/"error.log") if what == "nginx" else "")
             raise ScaleError(f"{what} exited ({_exit_text(proc.returncode)}) before it answered /health"
                              + (f": {err}" if err else " (its error is above)"))
-        if self.stopping.is_set(): raise ScaleError(f"stopped while {what} was starting")
+        if self.stopping.is_set(): raise _Stopped(f"stopped while {what} was starting")
         if time.monotonic() > deadline: raise ScaleError(f"{what} did not answer /health within {self.start_timeout:g} s")
         time.sleep(0.05)
 
@@ -395,6 +398,7 @@ def _serve(self: Supervisor, ready: threading.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT): old[sig] = signal.signal(sig, lambda *_: self.stopping.set())
     try:
         try: self._start()
+        except _Stopped: return  # told to stop while starting: stop, and that is all
         except BaseException as e:
             self.failure = str(e) if isinstance(e, ScaleError) else f"{type(e).__name__}: {e}"
             raise
@@ -424,9 +428,9 @@ def start(self: Supervisor) -> Supervisor:
     self._thread = threading.Thread(target=run, daemon=True, name="openreward-supervisor")
     self._thread.start()
     ready.wait(self.start_timeout * (len(self.workers) + 1) + 10)
-    if self.failure is not None or not ready.is_set():
+    if self.failure is not None or not ready.is_set() or self.stopping.is_set():
         self.stop()
-        raise ScaleError(self.failure or "the workers did not start")
+        raise ScaleError(self.failure or "the workers did not start (stopped while starting)")
     atexit.register(self.stop)  # an interpreter (a kernel) that exits first still stops them and removes the directory
     return self
 

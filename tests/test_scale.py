@@ -280,3 +280,16 @@ def test_a_worker_that_keeps_dying_stops_the_supervisor(tmp_path):
     assert sum("restarting it" in m for m in messages) == 2
     assert not sup.dir.exists() and not sup.workers[0].alive() and sup.nginx.poll() is not None
     assert not any(alive(p) for p in pids)
+
+def test_a_stop_while_starting_is_a_clean_stop(tmp_path):
+    "SIGTERM while the workers start: they are stopped, nothing is left, and the command exits 0 (it was asked to)."
+    proc = subprocess.Popen([*ORWD, "serve", TARGET, "--workers", "2", "--port", str(free_port())], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=subprocess_env(), text=True)
+    deadline = time.monotonic() + 60
+    while not any("--uds" in cmdline(p) for p in children(proc.pid)) and time.monotonic() < deadline: time.sleep(0.02)
+    procs = children(proc.pid)
+    assert procs, "no worker was started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and not [p for p in procs if alive(p)]
