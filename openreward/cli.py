@@ -33,12 +33,12 @@ from .types import ImageBlock, TextBlock, ToolSpec
 # %% auto #0
 __all__ = ['OUTPUT_FORMATS', 'DEFAULT_SERVER', 'CPU_MEMORY_CHOICES', 'use_colour', 'Style', 'terminal_width', 'table', 'to_yaml',
            'emit', 'build_parser', 'main', 'CommandError', 'cmd_init', 'cmd_export', 'load_environments',
-           'describe_environments', 'reload_app', 'serve', 'cmd_serve', 'cmd_sandbox_service', 'environment',
-           'all_tasks', 'cmd_tasks', 'cmd_tools', 'render_blocks', 'cmd_prompt', 'Turn', 'PlayResult', 'Player',
-           'cmd_play', 'cmd_check', 'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create', 'cmd_list', 'cmd_get',
-           'cmd_deployments', 'cmd_logs', 'cmd_task_builds', 'cmd_task_build_logs', 'ensure_github_auth', 'cmd_link',
-           'cmd_unlink', 'cmd_update', 'cmd_update_link', 'cmd_upload', 'cmd_files', 'cmd_delete_file', 'cmd_runs',
-           'cmd_run', 'cmd_rollouts', 'Wizard', 'cmd_new']
+           'describe_environments', 'reload_app', 'load_server', 'serve', 'cmd_serve', 'cmd_deploy',
+           'cmd_sandbox_service', 'environment', 'all_tasks', 'cmd_tasks', 'cmd_tools', 'render_blocks', 'cmd_prompt',
+           'Turn', 'PlayResult', 'Player', 'cmd_play', 'cmd_check', 'cmd_eval', 'cmd_whoami', 'cmd_usage', 'cmd_create',
+           'cmd_list', 'cmd_get', 'cmd_deployments', 'cmd_logs', 'cmd_task_builds', 'cmd_task_build_logs',
+           'ensure_github_auth', 'cmd_link', 'cmd_unlink', 'cmd_update', 'cmd_update_link', 'cmd_upload', 'cmd_files',
+           'cmd_delete_file', 'cmd_runs', 'cmd_run', 'cmd_rollouts', 'Wizard', 'cmd_new']
 
 # %% ../nbs/12_cli.ipynb #94dedaaa
 def use_colour(stream: IO | None = None) -> bool:
@@ -160,6 +160,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     s.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
     s.add_argument("--reload", action="store_true", help="restart when a file under the target's directory changes")
+    s.add_argument("--workers", type=int, default=1, metavar="N", help="server processes behind nginx, one per core (default: 1, no nginx); "
+                   "sessions stay on their worker")
+    s.add_argument("--uds", default=None, metavar="PATH", help="listen on this unix socket instead of --host/--port (a worker behind a proxy)")
+    s = cmd("deploy", "cmd_deploy", "Print (or write) Kubernetes manifests: the environment server behind ingress-nginx, the sandbox service",
+            "orwd deploy k8s --image registry.example.com/my-env:1.0 --dir k8s", ())
+    s.add_argument("platform", choices=["k8s"], help="where to deploy (k8s: Kubernetes with ingress-nginx)")
+    s.add_argument("--image", default=None, help="the environment server's image (default: a placeholder to replace)")
+    s.add_argument("--sandbox-image", default=None, help="the sandbox service's image")
+    s.add_argument("--dir", dest="directory", default=None, help="write one file per manifest here (default: print them all)")
 
     s = cmd("tasks", "cmd_tasks", "List the tasks of an ORS server", "orwd tasks http://127.0.0.1:8080 --split train", (out, ors))
     s.add_argument("--split", default=None, help="one split (default: every split)")
@@ -374,14 +383,39 @@ def reload_app() -> Any:
     target, cwd = json.loads(os.environ[_RELOAD_TARGET])
     return Server(load_environments(target, cwd)).app
 
+def load_server(target: str, # as for `load_environments`
+                cwd: str | Path | None = None, # where relative targets are found
+               ) -> Any:
+    "The `Server` a target serves: the target's own `Server` when it names one (its settings kept), else a default one."
+    from openreward.server import Server
+    envs = load_environments(target, cwd)
+    spec, _, attr = target.partition(":")
+    for name in {spec, Path(spec).stem, f"orwd_target_{Path(spec).stem}", *(e.__module__ for e in envs)}:
+        obj = getattr(sys.modules.get(name), attr or "ENVIRONMENTS", None)
+        if isinstance(obj, Server) and list(obj.envs.values()) == envs: return obj
+    return Server(envs)
+
 def serve(target: str, host: str = "127.0.0.1", port: int = 8080, reload: bool = False,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning",
+          workers: int = 1, # server processes behind nginx (more than 1 needs nginx; see `openreward.scale`)
+          uds: str | None = None, # a unix socket to listen on instead of host:port
+         ) -> None:
     "Serve a target's environments with our server until interrupted."
     import uvicorn
-    from openreward.server import Server
-    envs = load_environments(target)
-    app = Server(envs).app  # definition errors surface here, before anything claims to be serving
+    if workers < 1: raise CommandError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and (reload or uds): raise CommandError("--workers does not go with --reload or --uds")
+    server = load_server(target)  # definition errors surface here, before anything claims to be serving
+    envs = list(server.envs.values())
+    if uds:  # a worker of `--workers`: on its socket, with the server's own signal handling and shutdown deadline
+        server.run(host="127.0.0.1", port=0, uds=uds, log_level=log_level)
+        return
     print(describe_environments(envs, f"http://{host}:{port}"), flush=True)
+    if workers > 1:
+        from openreward.scale import ScaleError, serve_workers
+        print(f"On {workers} worker processes behind nginx. Press Ctrl-C to stop.", flush=True)
+        try: serve_workers(target, workers, host, port)
+        except ScaleError as e: raise CommandError(str(e)) from None
+        return
     print("Press Ctrl-C to stop." + (" Reloading on changes." if reload else ""), flush=True)
     opts = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=60, timeout_graceful_shutdown=10)
     if reload:
@@ -389,10 +423,23 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8080, reload: bool =
         root = (Path.cwd() / spec).parent if spec.endswith(".py") or (Path.cwd() / spec).is_file() else Path.cwd()
         os.environ[_RELOAD_TARGET] = json.dumps([target, str(Path.cwd())])
         uvicorn.run("openreward.cli:reload_app", factory=True, reload=True, reload_dirs=[str(root)], **opts)
-    else: uvicorn.run(app, **opts)
+    else: uvicorn.run(server.app, **opts)
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    serve(a.target, a.host, a.port, a.reload)
+    serve(a.target, a.host, a.port, a.reload, workers=a.workers, uds=a.uds)
+    return 0
+
+# %% ../nbs/12_cli.ipynb #scaledp2
+def cmd_deploy(a: argparse.Namespace) -> int:
+    from openreward.scale import k8s_manifests
+    manifests = k8s_manifests(a.image, a.sandbox_image)
+    if a.directory is None:
+        print("\n---\n".join(text.strip() for name, text in manifests.items() if name != "kustomization.yaml"))
+        return 0
+    out = Path(a.directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in manifests.items(): (out / name).write_text(text)
+    print(f"Wrote {len(manifests)} files to {out}; apply them with: kubectl apply -k {out}")
     return 0
 
 # %% ../nbs/12_cli.ipynb #5b1d0c02
