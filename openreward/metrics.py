@@ -5,6 +5,7 @@
 # %% ../nbs/05c_metrics.ipynb #1c22ae39
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -194,6 +195,11 @@ def process_start_time() -> float:
     except (OSError, ValueError, IndexError, StopIteration): return _IMPORTED
 
 _IMPORTED = time.time()
+
+def _loop_kind() -> str:
+    "Which event loop runs: `uvloop` (the `fast` extra installed) or `asyncio`."
+    try: return type(asyncio.get_running_loop()).__module__.split(".")[0]
+    except RuntimeError: return "none"
 _ENDED = {"deleted": "deleted", "expired": "expired", "shutdown": "shutdown", "its setup() timed out": "setup_timeout"}
 
 class ServerMetrics:
@@ -235,7 +241,8 @@ class ServerMetrics:
                 for state in ("busy", "queued", "abandoned"): yield (name, state), s[state]
                 yield (name, "alive"), p._threads
         return [
-            Gauge("openreward_info", "Which openreward version serves (always 1).", ("version",), lambda: [((__version__,), 1)]),
+            Gauge("openreward_info", "Which openreward version serves, on which event loop (always 1).", ("version", "loop"),
+                  lambda: [((__version__, _loop_kind()), 1)]),
             Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.",
                   read=lambda: [((), self.started)]),
             Gauge("openreward_sessions_open", "Live sessions.", read=lambda: [((), len(server.sessions))]),

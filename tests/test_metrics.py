@@ -2,7 +2,7 @@
 calls and errors happen. The server is `tests/fixtures/serve_metrics.py` in a subprocess."""
 from __future__ import annotations
 
-import json, sys, time
+import importlib.util, json, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,6 +45,9 @@ def test_counters_move_with_sessions_calls_and_errors():
         assert m.types["openreward_call_duration_seconds"] == "histogram"
         assert m.value("openreward_user_threads_size", pool="sessions") == 32
         assert abs(m.value("process_start_time_seconds") - time.time()) < 3600
+        from openreward import __version__
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # uvicorn's loop="auto" takes uvloop if it can
+        assert m.value("openreward_info", version=__version__, loop=loop) == 1
         for sid in ("a", "b"):
             assert c.post("/create", headers={"X-Session-ID": sid}, json={"env_name": "gauges", "task_spec": {"id": sid}}).status_code == 200
         for _ in range(3): assert '"ok":true' in call(c, "a", "answer")
