@@ -200,6 +200,7 @@ def _loop_kind() -> str:
     "Which event loop runs: `uvloop` (the `fast` extra installed) or `asyncio`."
     try: return type(asyncio.get_running_loop()).__module__.split(".")[0]
     except RuntimeError: return "none"
+
 _ENDED = {"deleted": "deleted", "expired": "expired", "shutdown": "shutdown", "its setup() timed out": "setup_timeout"}
 
 class ServerMetrics:
