@@ -18,6 +18,7 @@ requirements = cfg.get('requirements', '').split()
 min_python = cfg['min_python']
 lic = 'Apache-2.0'
 dev_requirements = cfg.get('dev_requirements', '').split()
+fast_requirements = cfg.get('fast_requirements', '').split()  # `openreward[fast]`: uvicorn picks them up itself
 console_scripts = [s for s in (cfg.get('console_scripts') or '').splitlines() if s.strip()]
 
 setuptools.setup(
@@ -32,7 +33,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['openreward', 'openreward.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require = {'dev': dev_requirements},
+    extras_require = {'dev': dev_requirements, 'fast': fast_requirements},
     python_requires = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
     long_description_content_type = 'text/markdown',

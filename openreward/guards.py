@@ -29,8 +29,9 @@ from starlette.requests import Request
 from .sse import escape_line_separators
 
 # %% auto #0
-__all__ = ['API_KEY_ENV', 'DEFAULT_MAX_BODY', 'PIECE_CHARS', 'M_MMAP_THRESHOLD', 'Credentials', 'body_too_large', 'read_body',
-           'UserThreads', 'Lane', 'json_pieces', 'Payload', 'stream_chunks', 'tune_malloc', 'release_memory']
+__all__ = ['API_KEY_ENV', 'DEFAULT_MAX_BODY', 'SPAWN_AFTER', 'PIECE_CHARS', 'M_MMAP_THRESHOLD', 'Credentials', 'body_too_large',
+           'read_body', 'UserThreads', 'Lane', 'json_pieces', 'Payload', 'stream_chunks', 'tune_malloc',
+           'release_memory']
 
 # %% ../nbs/05a_guards.ipynb #7da4dcd2
 API_KEY_ENV = "OPENREWARD_SERVER_API_KEY"  # comma-separated keys a server accepts when none are passed to it
@@ -88,6 +89,8 @@ async def read_body(request: Request, # the request whose body to read
     return body
 
 # %% ../nbs/05a_guards.ipynb #adc4156c
+SPAWN_AFTER = 0.002  # seconds a job waits for a busy thread before the pool starts one more (past `eager`)
+
 class _Job:
     "One call handed to a worker thread."
     __slots__ = ("ctx", "fn", "args", "kwargs", "loop", "future", "abandoned")
@@ -102,16 +105,21 @@ class UserThreads:
                  name: str = "openreward-user", # thread name prefix
                  max_threads: int | None = None, # most threads alive, abandoned ones included (default 2 x size)
                  idle_timeout: float = 30.0, # seconds an idle thread waits for work before it exits
+                 eager: int = 4, # threads started at once for calls that find none free; more only if calls still wait
                 ) -> None:
         if size < 1: raise ValueError(f"size must be at least 1, got {size}")
-        self.size, self.name, self.idle_timeout = size, name, idle_timeout
+        self.size, self.name, self.idle_timeout, self.eager = size, name, idle_timeout, max(1, eager)
         self.max_threads = max(max_threads or 2 * size, size)
         self.busy = 0              # calls running that someone awaits
         self.abandoned = 0         # calls still running that nobody awaits any more
         self.abandoned_total = 0   # calls ever abandoned
         self._waiting: deque[asyncio.Future] = deque()
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()  # guards _idle (workers put themselves back from their own thread)
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()  # one queue: a thread done with a call takes the next
+        self._lock = threading.Lock()  # guards the three counts below (workers update them from their own threads)
+        self._threads = 0  # worker threads alive
+        self._idle = 0     # of them, waiting for a job that nobody has handed them yet
+        self._queued = 0   # jobs in the queue that no waiting thread was woken for (a busy or new thread takes them)
+        self._spawner: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
 
     def stats(self) -> dict[str, int]:
@@ -169,11 +177,26 @@ class UserThreads:
             raise
 
     def _dispatch(self, job: _Job) -> None:
-        with self._lock: worker = self._idle.pop() if self._idle else None
-        if worker is None:
-            worker = _Worker(self, f"{self.name}-{next(self._ids)}")
-            worker.start()
-        worker.jobs.put(job)
+        with self._lock:
+            if self._idle: self._idle -= 1  # a waiting thread wakes for it
+            else: self._queued += 1
+            self._jobs.put(job)
+            spawn = not self._idle and self._queued and self._threads < self.eager
+            if spawn: self._threads += 1
+        if spawn: self._start()
+        elif self._queued and self._spawner is None:  # every thread is busy: start more only if the job still waits
+            self._spawner = job.loop.call_later(SPAWN_AFTER, self._spawn_for_waiting)
+
+    def _start(self) -> None:
+        _Worker(self, f"{self.name}-{next(self._ids)}").start()
+
+    def _spawn_for_waiting(self) -> None:
+        "On the loop, a moment after jobs found every thread busy: a thread for each job still waiting."
+        self._spawner = None
+        with self._lock:
+            n = max(0, min(self._queued, self.max_threads - self._threads))
+            self._threads += n
+        for _ in range(n): self._start()
 
     def _finished(self, job: _Job, result: Any, error: BaseException | None) -> None:
         "On the loop: a call returned; settle its future and its slot."
@@ -187,28 +210,35 @@ class UserThreads:
         self._release()
 
 class _Worker(threading.Thread):
-    "A daemon thread that runs jobs until it has been idle for `idle_timeout`."
+    "A daemon thread that runs the pool's jobs until it has been idle for `idle_timeout`."
     def __init__(self, pool: UserThreads, name: str) -> None:
         super().__init__(name=name, daemon=True)
-        self.pool, self.jobs = pool, queue.SimpleQueue()
+        self.pool = pool
 
     def run(self) -> None:
-        pool = self.pool
+        pool, jobs = self.pool, self.pool._jobs
         while True:
-            try: job = self.jobs.get(timeout=pool.idle_timeout)
-            except queue.Empty:
-                with pool._lock:
-                    if self in pool._idle:
-                        pool._idle.remove(self)
-                        return
-                continue  # handed a job just as it timed out
+            with pool._lock:
+                direct = pool._queued > 0  # a job nobody was woken for: take it now, without going idle
+                if direct: pool._queued -= 1
+                else: pool._idle += 1
+            if direct: job = jobs.get()  # already in the queue, or being taken by a thread woken for it
+            else:
+                try: job = jobs.get(timeout=pool.idle_timeout)
+                except queue.Empty:
+                    with pool._lock:
+                        if pool._idle:  # no job is on its way to a waiting thread: this one may go
+                            pool._idle -= 1
+                            pool._threads -= 1
+                            return
+                    job = jobs.get()  # a job was handed to the waiting threads as this one timed out
             result, error = None, None
             try: result = job.ctx.run(job.fn, *job.args, **job.kwargs)
             except BaseException as e: error = e
-            with pool._lock: pool._idle.append(self)
             try: job.loop.call_soon_threadsafe(pool._finished, job, result, error)
             except RuntimeError: pass  # the loop is closed: nobody is left to tell
             del job, result, error  # nothing of the call outlives it in an idle thread
+
 
 # %% ../nbs/05a_guards.ipynb #f2d673b5
 class Lane:

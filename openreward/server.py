@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__
 from .authoring import Environment, call_user, check_environment, invoke_tool, list_session_tools, user_threads
 from .errors import EnvironmentDefinitionError
+from .metrics import CONTENT_TYPE, ServerMetrics
 from .guards import (DEFAULT_MAX_BODY, Credentials, Lane, Payload, UserThreads, read_body, release_memory,
                                tune_malloc)
 from .sessions import (SSE_HEADERS, STREAM_AT, Call, CallRegistry, EventStream, Session, SetupFailed,  # noqa: F401
@@ -226,7 +227,7 @@ def setup_logging(structured: bool | None = None, # JSON lines; default: whether
 
 # %% ../nbs/05_server.ipynb #57dc2570
 _ROOT_NAMES = frozenset({"health", "version", "ping", "list_environments", "create", "delete", "create_session",
-                         "delete_session", "openapi.json", "docs", "redoc"})
+                         "delete_session", "openapi.json", "docs", "redoc", "metrics"})
 
 class RedirectToDefault:
     "ASGI middleware: a path naming neither a root route nor an environment goes to the default environment (308)."
@@ -276,6 +277,7 @@ class Server:
                  setup_timeout: float | None = 600.0, # seconds setup() may take before the session is dropped
                  teardown_timeout: float = 30.0, # seconds teardown() may take before it is abandoned
                  shutdown_timeout: float = 8.0, # seconds shutdown may take in all, whatever user code does
+                 metrics: bool | Literal["public"] = True, # GET /metrics: behind the API key (True), open to all ("public"), or off
                 ) -> None:
         if not environments: raise ValueError("Server requires at least one environment to be provided.")
         if return_errors not in ("none", "exception", "stacktrace"):
@@ -299,6 +301,8 @@ class Server:
         self.catalogue_threads = UserThreads(catalogue_threads, "openreward-catalogue")
         self.sessions: dict[str, Session] = {}  # by `session_key`
         self.calls = CallRegistry(result_ttl, max_results, result_budget)
+        if metrics not in (True, False, "public"): raise ValueError(f"metrics must be True, False or 'public', got {metrics!r}")
+        self.metrics, self.metrics_access = ServerMetrics(), metrics
         self.closing = False  # shutdown has begun: running calls were cancelled
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline: float | None = None  # loop time by which shutdown must be over
@@ -336,6 +340,7 @@ def _secrets_of(server: Server, request: Request) -> dict[str, str] | None:
 
 def _failure(server: Server, request: Request, exc: BaseException) -> Response:
     "The 500 answer for an exception from user code, per `return_errors`, with secrets scrubbed."
+    server.metrics.http_errors.inc("500")
     secrets = _secrets_of(server, request)
     trace = redact("".join(traceback.format_exception(exc)), secrets)
     logger.error("request failed", extra={"fields": {"path": request.url.path, "error_type": type(exc).__name__,
@@ -361,7 +366,9 @@ def _guard(server: Server, fn: Callable[[Request], Awaitable[Any]],
             if not public and server.credentials.required and _owner(server, request) is None:
                 raise HTTPException(401, _UNAUTHORIZED)
             return await fn(request)
-        except HTTPException as e: return _error_response(e)
+        except HTTPException as e:
+            server.metrics.http_errors.inc(str(e.status_code))
+            return _error_response(e)
         except SetupFailed as e: return _failure(server, request, e.error)
         except Exception as e: return _failure(server, request, e)
     async def endpoint(request: Request) -> Any:
@@ -451,6 +458,7 @@ async def end_session(server: Server, key: str, # the session's `session_key`
     s = server.sessions.pop(key, None)
     if s is None: return False
     s.ended = True
+    server.metrics.session_ended(why)
     reason = f"cancelled: {_WHY.get(why, why)} while the call ran"
     for call in list(s.calls or ()): server.calls.cancel(call, reason)
     task = s.setup_task
@@ -548,6 +556,7 @@ async def _create(self: Server, request: Request) -> Response:
         s.pending = asyncio.get_running_loop().create_future()
         s.setup_task = asyncio.ensure_future(_run_setup(self, s))
     _ensure_reaper(self)
+    self.metrics.created.inc()
     logger.info("session created", extra={"fields": {"session_id": sid, "env_name": cls.name().lower()}})
     return json_response({"sid": sid})
 
@@ -587,6 +596,21 @@ def _stats(self: Server) -> dict:
                       "results_kept": len(calls.finished), "result_chars_kept": calls.kept, "result_budget": calls.budget},
             "threads": {"sessions": self.threads.stats() | {"per_session": self.session_threads},
                         "catalogue": self.catalogue_threads.stats()}}
+
+def _scraper_key(request: Request) -> str | None:
+    "The API key a scraper presents: X-API-Key, or a bearer token (what Prometheus' `authorization` setting sends)."
+    key = request.headers.get("x-api-key")
+    if key is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer": key = token.strip()
+    return key
+
+@_method
+async def _scrape(self: Server, request: Request) -> Response:
+    "GET /metrics: the server's metrics in the Prometheus text format."
+    if self.metrics_access != "public" and self.credentials.owner(_scraper_key(request)) is None:
+        raise HTTPException(401, _UNAUTHORIZED + " (or as a bearer token)")
+    return Response(self.metrics.render(self), media_type=CONTENT_TYPE)
 
 @_method
 async def _version(self: Server, request: Request) -> Response:
@@ -701,6 +725,7 @@ async def _call(self: Server, request: Request) -> EventStream:
     name, input, task_id = await _parsed(self, request, _tool_call)
     if task_id is not None: return EventStream(task_id, self.calls.get(task_id, s.owner), self.ping_interval)
     task_id, c = self.calls.start(_run_call(s, name, input), lambda e: redact(str(e), s.secrets), s)
+    self.metrics.call_started(c, type(s.env).name().lower(), name)
     return EventStream(task_id, c, self.ping_interval)
 
 async def _run_score(s: Session, candidates: list) -> str:
@@ -755,6 +780,8 @@ def openapi_document(server: Server, # the server to describe
     paths = {
         "/health": {"get": op("Liveness", ok=_S(status=_STR))},
         "/version": {"get": op("Server version", ok=_S(version=_STR, build_sha={"type": ["string", "null"]}))},
+        **({"/metrics": {"get": {"summary": "Metrics in the Prometheus text format 0.0.4", "parameters": [], "responses": {
+            "200": {"description": "OK", "content": {"text/plain": {"schema": _STR}}}, "401": err}}}} if server.metrics_access else {}),
         "/list_environments": {"get": op("Environment names; the first is the default", ok={"type": "array", "items": _STR})},
         "/create_session": {"post": op("Mint a session id (event stream: task_id, then an empty end)", sse="none")},
         "/create": {"post": op("Start a session on a task", (sid, secrets), CreateSession, _S(sid=_STR), codes=(400, 404, 500))},
@@ -815,6 +842,7 @@ def _build_app(self: Server) -> ASGIApp:
               Route("/version", g(Server.version, public=True), methods=["GET"]),
               Route("/list_environments", g(Server.list_environments), methods=["GET"]),
               Route("/openapi.json", g(Server.openapi), methods=["GET"]),
+              *([Route("/metrics", g(Server.scrape, public=True), methods=["GET"])] if self.metrics_access else []),
               Route("/{env}/tools", g(Server.tools), methods=["GET"]),
               Route("/{env}/splits", g(Server.splits), methods=["GET"]),
               Route("/{env}/tasks", g(Server.tasks), methods=["POST"]),
@@ -835,7 +863,10 @@ def _build_app(self: Server) -> ASGIApp:
             _ensure_reaper(server)
             try: yield
             finally: await server.aclose()
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error_handler})
+    async def http_error(request: Request, exc: Exception) -> Response:  # the router's own 404 and 405
+        server.metrics.http_errors.inc(str(getattr(exc, "status_code", 500)))
+        return _error_response(exc)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     return RedirectToDefault(app, self.envs, self.default)
 
 def _loopback(host: str) -> bool:
