@@ -499,6 +499,27 @@ def _close_all_at_exit() -> None:
 
 atexit.register(_close_all_at_exit)
 
+async def _make_box(making: Any, timeout: float) -> Any:
+    "The box `making` makes; cancelled or timed out, the making is cancelled and waited for, and a box it still made is closed."
+    # not asyncio.wait_for: when the making finishes in the same instant as the cancellation reaches it, wait_for drops
+    # the finished box and raises, leaking a running sandbox that nothing refers to
+    task = asyncio.ensure_future(making)
+    try: done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.shield(_reclaim(task))
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.shield(_reclaim(task))
+        raise TimeoutError(f"Total operation timed out after {timeout:g} seconds.")
+    return task.result()
+
+async def _reclaim(task: asyncio.Future) -> None:
+    "Wait for a cancelled making to end; close the box if it finished anyway."
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is None: await task.result().close()
+
 async def adrive_box(op: SandboxOp,       # an operation
                      box: Any,            # the sandbox's box
                      other: Any = None,   # the other sandbox's box (copies)
@@ -550,9 +571,7 @@ class AsyncSandboxesAPI:
         backend = self.backend
         import uuid
         sid = uuid.uuid4().hex
-        try: box = await asyncio.wait_for(backend.create(self.settings, self._env, sid), self.creation_timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"Total operation timed out after {self.creation_timeout:g} seconds.") from None
+        box = await _make_box(backend.create(self.settings, self._env, sid), self.creation_timeout)
         self._box, self._closed, self.sid = box, False, sid
         _LIVE.add(box)
 

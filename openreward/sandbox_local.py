@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import fcntl
 import hashlib
 import ipaddress
@@ -18,7 +19,9 @@ import shutil
 import signal
 import socket
 import struct
+import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,8 +191,10 @@ class EgressProxy:
         self.tasks: set[asyncio.Task] = set()
 
     async def start(self, uid: int | None) -> None:
-        self.server = await asyncio.start_unix_server(self._client, path=str(self.socket_path))
+        # made without serving first (no await inside, so a cancellation cannot strand an unrecorded server), then served
+        self.server = await asyncio.start_unix_server(self._client, path=str(self.socket_path), start_serving=False)
         if uid is not None: os.chown(self.socket_path, uid, uid)
+        await self.server.start_serving()
 
     async def close(self) -> None:
         if self.server is not None: self.server.close()
@@ -528,6 +533,8 @@ class LocalBox:
         self.pending: dict[int, asyncio.Future] = {}
         self.next_id, self.dead, self.closed = 1, None, False
         self.reader: asyncio.Task | None = None
+        self._spawn: asyncio.Future | None = None  # the bwrap process being made
+        self._released, self._release_lock = False, threading.Lock()
         self.info: dict[str, Any] = {}
 
     # -- lifecycle
@@ -559,17 +566,18 @@ class LocalBox:
         self.info = {"backend": "local (bubblewrap)", "image": b.image_note(s.image), "cpus": cpus, "memory_gib": gib,
                      "limits": limits, "network": "none" if s.block_network else ("policy proxy" if s.network else "open egress through the proxy (HTTP/HTTPS)"),
                      "uid": self.uid if self.uid is not None else os.getuid()}
-        argv = self._argv()
-        stderr = open(self.dir / "bwrap.log", "wb")
-        try:
-            self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                             stderr=stderr, preexec_fn=self._preexec(memory), limit=1 << 20)
-        finally: stderr.close()
+        # The process is made in a task of its own that a cancellation of start() cannot interrupt: asyncio's own clean-up
+        # of a cancelled create_subprocess_exec kills bwrap alone, then waits for pipes that bwrap's child (stuck for good
+        # without its parent) still holds, forever. Here a cancellation only stops the waiting; close() ends the process.
+        self._spawn = asyncio.ensure_future(self._exec(self._argv(), memory))
+        self.proc = await asyncio.shield(self._spawn)
         self.reader = asyncio.create_task(self._read_frames())
         init = {"env": env, "cwd": WORKSPACE, "proxy_port": PROXY_PORT if self.proxy else None,
                 "proxy_socket": "/.orwd/net/proxy.sock"}
-        try: await asyncio.wait_for(self._request({"op": "init", **init}), 30)
-        except (PodTerminatedError, asyncio.TimeoutError) as e:
+        try:
+            async with asyncio.timeout(30):  # not wait_for: it can swallow a cancellation that lands as the answer comes
+                await self._request({"op": "init", **init})
+        except (PodTerminatedError, TimeoutError) as e:
             log = (self.dir / "bwrap.log").read_text(errors="replace").strip()
             raise SandboxError(f"the local sandbox did not start: {log or e}") from None
         try: self.agent_pid = int(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()[0])
@@ -603,6 +611,11 @@ class LocalBox:
                     "-I", "-S", "/.orwd/agent.py"]
         return a
 
+    async def _exec(self, argv: list[str], memory: int) -> asyncio.subprocess.Process:
+        with open(self.dir / "bwrap.log", "wb") as stderr:
+            return await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=stderr, preexec_fn=self._preexec(memory), limit=1 << 20)
+
     def _preexec(self, memory: int):
         procs, uid, pids_max, cg = self.cgroups.procs_files(), self.uid, self.backend.pids_max, self.cgroups.dirs
         def pre() -> None:  # in the child, before exec: join the cgroups, set limits, drop to the sandbox's uid
@@ -617,46 +630,55 @@ class LocalBox:
         return pre
 
     async def close(self) -> None:
-        "End the sandbox and remove what it held; safe to call twice."
+        "End the sandbox and remove what it held; safe to call twice, and at any point of `start()`."
         if self.closed: return
         self.closed = True
-        if self.proxy is not None: await self.proxy.close()
-        if self.proc is not None and self.proc.returncode is None:
-            # Closing the channel makes the agent exit; as pid 1 its exit ends the namespace (the kernel kills and reaps
-            # everything in it), and bwrap, its parent, reaps it. Killing bwrap first would orphan the agent to the
-            # host's init, which on some machines never reaps it.
-            try: self.proc.stdin.close()
-            except (OSError, RuntimeError): pass
-            try: await asyncio.wait_for(self.proc.wait(), 2)
-            except asyncio.TimeoutError:
-                self._kill_processes()
-                try: await asyncio.wait_for(self.proc.wait(), 10)
-                except asyncio.TimeoutError: pass
-        if self.reader is not None: self.reader.cancel()
-        await asyncio.to_thread(self._release)
+        try:
+            if self.proxy is not None: await self.proxy.close()
+            if self._spawn is not None:  # a start() cancelled while bwrap was being made: let the making finish (a few ms)
+                await asyncio.wait({self._spawn}, timeout=30)
+                if self._spawn.done() and not self._spawn.cancelled() and self._spawn.exception() is None: self.proc = self._spawn.result()
+            if self.proc is not None and self.proc.returncode is None:
+                # Closing the channel makes the agent exit; as pid 1 its exit ends the namespace (the kernel kills and
+                # reaps everything in it), and bwrap, its parent, reaps it and exits.
+                try: self.proc.stdin.close()
+                except (OSError, RuntimeError): pass
+                try: await asyncio.wait_for(self.proc.wait(), 2)
+                except asyncio.TimeoutError:
+                    self._kill_processes()
+                    try: await asyncio.wait_for(self.proc.wait(), 10)
+                    except asyncio.TimeoutError: pass
+            if self.reader is not None: self.reader.cancel()
+            await asyncio.to_thread(self._release)
+        except BaseException:  # cancelled while ending (a second interrupt, the loop shutting down): end it without waiting
+            self._kill_processes()
+            self._release()
+            raise
 
     def _kill_processes(self) -> None:
-        "SIGKILL the agent (the namespace's init), then bwrap."
-        for pid in (self.agent_pid, self.proc.pid):
-            if pid is None: continue
-            try: os.kill(pid, signal.SIGKILL)
-            except OSError: pass
-            time.sleep(0.01)
+        "SIGKILL bwrap's child (the namespace's init: the kernel then kills everything in it), then bwrap."
+        if self.proc is None or self.proc.returncode is not None: return
+        _kill_tree(self.proc.pid)
 
     def kill_now(self) -> None:
         "The blocking version of `close()`, for the exit hook."
-        if self.closed: return
         self.closed = True
-        if self.proc is not None and self.proc.returncode is None: self._kill_processes()
+        if self._released: return
+        if self.proc is None and self._spawn is not None and self._spawn.done() and not self._spawn.cancelled() \
+                and self._spawn.exception() is None: self.proc = self._spawn.result()
+        self._kill_processes()
         self._release()
 
     def _release(self) -> None:
-        if self.uid is not None and not self.cgroups.dirs: _kill_uid(self.uid)
-        self.cgroups.kill_and_remove()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self._uid_fd is not None:
-            os.close(self._uid_fd); self._uid_fd = None
-        self.backend.boxes.discard(self)
+        with self._release_lock:  # once, even when an interrupted close() and its thread race
+            if self._released: return
+            self._released = True
+            if self.uid is not None and not self.cgroups.dirs: _kill_uid(self.uid)
+            self.cgroups.kill_and_remove()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self._uid_fd is not None:
+                os.close(self._uid_fd); self._uid_fd = None
+            self.backend.boxes.discard(self)
 
     # -- the channel to the agent
     async def _read_frames(self) -> None:
@@ -736,6 +758,39 @@ class LocalBox:
                 return None
         raise TypeError(f"not a sandbox step: {step!r}")
 
+def _children(pid: int) -> list[int]:
+    "The children of `pid`, from every one of its threads."
+    out = []
+    try: tids = os.listdir(f"/proc/{pid}/task")
+    except OSError: return out
+    for tid in tids:
+        try: out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except (OSError, ValueError): pass
+    return out
+
+def _wait_stopped(pid: int, wait: float = 2.0) -> None:
+    "Wait (bounded) until `pid` is stopped or gone: a SIGSTOP is only pending until the kernel next schedules it."
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try: state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError): return
+        if state in "TtZX": return
+        time.sleep(0.001)
+
+def _kill_tree(pid: int) -> None:
+    "SIGKILL `pid` and its children, `pid` stopped first so that it cannot make a child this sweep would miss."
+    # Killing bwrap alone can strand its child: before the child has set its own parent-death signal it waits for
+    # bwrap (uid maps, setup), and with bwrap gone it waits forever, holding the sandbox's pipes. Its child is the
+    # namespace's init, so killing it ends every process in the namespace.
+    try: os.kill(pid, signal.SIGSTOP)
+    except OSError: return
+    _wait_stopped(pid)
+    for child in _children(pid):
+        try: os.kill(child, signal.SIGKILL)
+        except OSError: pass
+    try: os.kill(pid, signal.SIGKILL)
+    except OSError: pass
+
 def _kill_uid(uid: int) -> None:
     "SIGKILL every process of `uid` (the fallback when there is no cgroup to empty)."
     for _ in range(50):
@@ -751,6 +806,17 @@ def _kill_uid(uid: int) -> None:
         if not found: return
         time.sleep(0.01)
 
+
+_ALL_BACKENDS: weakref.WeakSet = weakref.WeakSet()
+
+def _end_all_at_exit() -> None:
+    "End every sandbox of this process still open at exit, those still starting included (the client's hook sees only started ones)."
+    for backend in list(_ALL_BACKENDS):
+        for box in list(backend.boxes):
+            try: box.kill_now()
+            except Exception: pass
+
+atexit.register(_end_all_at_exit)
 
 class LocalBackend:
     "Sandboxes on this machine, under bubblewrap: persistent, isolated, limited, and gone when stopped."
@@ -770,6 +836,7 @@ class LocalBackend:
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.boxes: set[LocalBox] = set()
         self._ready = False
+        _ALL_BACKENDS.add(self)
         self.images = {k: Path(v) for k, v in (images or {}).items()}
         self.images_dir = Path(os.environ["OPENREWARD_SANDBOX_IMAGES"]) if os.environ.get("OPENREWARD_SANDBOX_IMAGES") else None
 
