@@ -664,15 +664,21 @@ class _LoopThread:
 
     @classmethod
     def call(cls, coro: Any) -> Any:
-        "Run `coro` on the loop thread and wait; an interrupt cancels it (and waits briefly for its clean-up)."
-        fut = asyncio.run_coroutine_threadsafe(coro, cls.loop())
-        try: return fut.result()
+        "Run `coro` on the loop thread and wait; an interrupt cancels it and waits (up to 10 s) until it has really ended."
+        loop, ended, box = cls.loop(), threading.Event(), {}
+        def begin() -> None:  # on the loop thread
+            box["task"] = task = loop.create_task(coro)
+            task.add_done_callback(lambda t: (box.setdefault("done", t), ended.set()))
+        loop.call_soon_threadsafe(begin)
+        try:
+            # Short waits, not one long one: Python raises KeyboardInterrupt only when the main thread is back in the
+            # interpreter, and a SIGINT the kernel hands to another thread does not wake a wait on a lock.
+            while not ended.wait(0.2): pass
         except BaseException:
-            if not fut.done():
-                fut.cancel()
-                try: fut.result(timeout=10)
-                except BaseException: pass
+            loop.call_soon_threadsafe(lambda: box["task"].cancel())  # runs after begin(): the task exists
+            ended.wait(10)  # the task's own clean-up (a cancelled run kills its process group) has finished
             raise
+        return box["done"].result()
 
 class SandboxesAPI:
     "A sandbox, blocking: `with client.sandbox(settings) as sb: sb.run(...)`."
