@@ -612,9 +612,29 @@ class LocalBox:
         return a
 
     async def _exec(self, argv: list[str], memory: int) -> asyncio.subprocess.Process:
+        wrapped = self._wrap(argv, memory)
         with open(self.dir / "bwrap.log", "wb") as stderr:
-            return await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                        stderr=stderr, preexec_fn=self._preexec(memory), limit=1 << 20)
+            return await asyncio.create_subprocess_exec(*(wrapped or argv), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=stderr, preexec_fn=None if wrapped else self._preexec(memory),
+                                                        limit=1 << 20)
+
+    def _wrap(self, argv: list[str], memory: int) -> list[str] | None:
+        "`argv` run by small programs that join the cgroups, set the limits and drop to the uid, then exec bwrap; None without them."
+        # What _preexec does, in the same order, but without a Python preexec_fn: that forces a full fork() of this
+        # (large) process, 5-20 ms of a start, where without one the child is a vfork() that execs at once.
+        prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
+        if prlimit is None or (self.uid is not None and setpriv is None): return None
+        cg, limits = self.cgroups.dirs, ["--core=0:0", "--nofile=4096:4096"]
+        if "memory" not in cg: limits.append(f"--as={memory + (1 << 30)}:{memory + (1 << 30)}")
+        if self.uid is not None and "pids" not in cg: limits.append(f"--nproc={self.backend.pids_max}:{self.backend.pids_max}")
+        out = [prlimit, *limits, "--"]
+        if self.uid is not None: out += [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--"]
+        out += argv
+        procs = self.cgroups.procs_files()
+        if procs:  # the shell's pid is bwrap's (each program execs the next): it joins before anything runs
+            join = 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
+            out = ["/bin/sh", "-c", join, "sh", *procs, "--", *out]
+        return out
 
     def _preexec(self, memory: int):
         procs, uid, pids_max, cg = self.cgroups.procs_files(), self.uid, self.backend.pids_max, self.cgroups.dirs
