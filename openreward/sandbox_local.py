@@ -34,7 +34,8 @@ from .sandbox import (Commit, Exec, ExecReply, Read, ReadReply, SandboxNetworkPo
 
 # %% auto #0
 __all__ = ['CGROUP_ROOT', 'PRESETS', 'AGENT_SOURCE', 'HEADER', 'MAX_HEADER', 'MAX_PAYLOAD', 'SANDBOX_UID', 'WORKSPACE',
-           'PROXY_PORT', 'Cgroups', 'UidPool', 'egress_decision', 'EgressProxy', 'LocalBox', 'LocalBackend']
+           'PROXY_PORT', 'WARM_SIZE', 'Cgroups', 'UidPool', 'egress_decision', 'EgressProxy', 'LocalBox',
+           'LocalBackend']
 
 # %% ../nbs/08a_sandbox_local.ipynb #97f49743
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -78,6 +79,16 @@ class Cgroups:
                 continue
             dirs[ctl] = d
         return cls(dirs)
+
+    def set_limits(self, memory_bytes: int, cpus: float) -> None:
+        "Change the memory and CPU limits of a live group (memory and memory+swap in the order the kernel accepts)."
+        if (d := self.dirs.get("memory")) is not None:
+            files = [d / "memory.limit_in_bytes"] + ([d / "memory.memsw.limit_in_bytes"] if (d / "memory.memsw.limit_in_bytes").exists() else [])
+            try:
+                for f in files: f.write_text(str(memory_bytes))
+            except OSError:  # raising: memory+swap must grow first
+                for f in reversed(files): f.write_text(str(memory_bytes))
+        if (d := self.dirs.get("cpu")) is not None: (d / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpus * 100000))))
 
     def procs_files(self) -> list[str]: return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
@@ -507,6 +518,7 @@ MAX_PAYLOAD = 1 << 31
 SANDBOX_UID = 65534    # the uid the sandbox's processes see (nobody)
 WORKSPACE = "/workspace"
 PROXY_PORT = 3128
+WARM_SIZE = "0.5:0.5"  # the limits a warm box waits with (its settings' replace them when it is handed out)
 
 def _start_token() -> str:
     "`<pid>.<start time>` of this process: names its sandboxes, so a sweep can tell a dead owner's leftovers."
@@ -534,13 +546,20 @@ class LocalBox:
         self.next_id, self.dead, self.closed = 1, None, False
         self.reader: asyncio.Task | None = None
         self._spawn: asyncio.Future | None = None  # the bwrap process being made
+        self.loop: asyncio.AbstractEventLoop | None = None  # a warm box's loop (its pipes belong to it)
         self._released, self._release_lock = False, threading.Lock()
         self.info: dict[str, Any] = {}
 
     # -- lifecycle
     async def start(self, env: dict[str, str]) -> None:
+        "Make the sandbox: launch bwrap with the agent, then configure it for the settings."
+        await self.launch()
+        await self.configure(self.settings, env)
+
+    async def launch(self) -> None:
+        "Directories, uid, cgroups, and bwrap with the agent waiting for its configuration (no settings: a warm box)."
         b, s = self.backend, self.settings
-        cpus, gib = machine_resources(s.machine_size)
+        cpus, gib = machine_resources(s.machine_size if s is not None else WARM_SIZE)
         memory = int(gib * 1024 ** 3)
         self.dir.mkdir(mode=0o711)
         ws, net = self.dir / "ws", self.dir / "net"
@@ -548,10 +567,29 @@ class LocalBox:
         if os.geteuid() == 0:
             self.uid, self._uid_fd = b.uids.lease()
             for d in (ws, net): os.chown(d, self.uid, self.uid)
-        aliases = {h.lower(): a.ip for a in (s.host_aliases or []) for h in a.hostnames}
-        hosts = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n" + "".join(f"{a.ip}\t{' '.join(a.hostnames)}\n" for a in s.host_aliases or [])
-        (self.dir / "hosts").write_text(hosts)
+        self._write_hosts(s)
         self.cgroups = Cgroups.create(f"openreward-{self.dir.name}", memory, cpus, b.pids_max) if os.geteuid() == 0 else Cgroups({})
+        # The process is made in a task of its own that a cancellation of start() cannot interrupt: asyncio's own clean-up
+        # of a cancelled create_subprocess_exec kills bwrap alone, then waits for pipes that bwrap's child (stuck for good
+        # without its parent) still holds, forever. Here a cancellation only stops the waiting; close() ends the process.
+        self._spawn = asyncio.ensure_future(self._exec(self._argv(), memory))
+        self.proc = await asyncio.shield(self._spawn)
+        self.reader = asyncio.create_task(self._read_frames())
+
+    def _write_hosts(self, s: SandboxSettings | None) -> None:
+        # written in place (same inode): a warm box's /etc/hosts is a bind of this file, rewritten when it is handed out
+        hosts = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n" + "".join(f"{a.ip}\t{' '.join(a.hostnames)}\n" for a in (s and s.host_aliases) or [])
+        with open(self.dir / "hosts", "w") as f: f.write(hosts)
+
+    async def configure(self, s: SandboxSettings, env: dict[str, str]) -> None:
+        "Give the launched box its settings: limits, hosts, the proxy, then the agent its environment."
+        b, warm, self.settings = self.backend, self.info.get("warm", False), s
+        cpus, gib = machine_resources(s.machine_size)
+        if warm:
+            self.cgroups.set_limits(int(gib * 1024 ** 3), cpus)
+            self._write_hosts(s)
+        net = self.dir / "net"
+        aliases = {h.lower(): a.ip for a in (s.host_aliases or []) for h in a.hostnames}
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": WORKSPACE, "LANG": "C.UTF-8",
                "USER": "nobody", **env}
         if not s.block_network:
@@ -565,13 +603,7 @@ class LocalBox:
                   "pids": "cgroup" if "pids" in self.cgroups.dirs else ("rlimit (per-sandbox uid)" if self.uid else "not limited")}
         self.info = {"backend": "local (bubblewrap)", "image": b.image_note(s.image), "cpus": cpus, "memory_gib": gib,
                      "limits": limits, "network": "none" if s.block_network else ("policy proxy" if s.network else "open egress through the proxy (HTTP/HTTPS)"),
-                     "uid": self.uid if self.uid is not None else os.getuid()}
-        # The process is made in a task of its own that a cancellation of start() cannot interrupt: asyncio's own clean-up
-        # of a cancelled create_subprocess_exec kills bwrap alone, then waits for pipes that bwrap's child (stuck for good
-        # without its parent) still holds, forever. Here a cancellation only stops the waiting; close() ends the process.
-        self._spawn = asyncio.ensure_future(self._exec(self._argv(), memory))
-        self.proc = await asyncio.shield(self._spawn)
-        self.reader = asyncio.create_task(self._read_frames())
+                     "uid": self.uid if self.uid is not None else os.getuid()} | ({"started": "warm (launched ahead)"} if warm else {})
         init = {"env": env, "cwd": WORKSPACE, "proxy_port": PROXY_PORT if self.proxy else None,
                 "proxy_socket": "/.orwd/net/proxy.sock"}
         try:
@@ -587,7 +619,7 @@ class LocalBox:
         s, b = self.settings, self.backend
         a = [b.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
              "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--clearenv"]
-        rootfs = b.rootfs_for(s.image)
+        rootfs = b.rootfs_for(s.image) if s is not None else None
         if rootfs is not None:  # the image's own root filesystem, read-only; the agent runs on the host's Python, bound aside
             a += ["--ro-bind", str(rootfs), "/", "--tmpfs", "/.orwd", "--ro-bind", "/usr", "/.orwd/host/usr"]
         else:
@@ -601,7 +633,7 @@ class LocalBox:
               "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--dir", "/var/tmp",
               "--bind", str(self.dir / "ws"), WORKSPACE, "--bind", str(self.dir / "net"), "/.orwd/net",
               "--ro-bind", str(b.agent_path), "/.orwd/agent.py"]
-        if s.bucket_config is not None:
+        if s is not None and s.bucket_config is not None:
             src = b.bucket_source(s.bucket_config)
             a += ["--ro-bind", str(src), s.bucket_config.mount_path]
         a += ["--remount-ro", "/", "--chdir", WORKSPACE]
@@ -849,6 +881,7 @@ class LocalBackend:
                  bwrap: str | None = None,                # the bubblewrap binary
                  python: str = "/usr/bin/python3",        # the interpreter the in-sandbox agent runs on
                  images: dict[str, str | os.PathLike] | None = None,  # image name -> root filesystem directory
+                 warm: int = 0,                           # sandboxes kept launched ahead, handed out by start() (0: none)
                  ) -> None:
         self.root = Path(root or os.environ.get("OPENREWARD_SANDBOX_DIR") or "/tmp/openreward-sandboxes")
         self.data_dir = Path(data_dir or os.environ.get("OPENREWARD_SANDBOX_DATA") or "/orwd_data")
@@ -856,6 +889,7 @@ class LocalBackend:
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.boxes: set[LocalBox] = set()
         self._ready = False
+        self.warm, self._pool, self._filling = warm, [], set()
         _ALL_BACKENDS.add(self)
         self.images = {k: Path(v) for k, v in (images or {}).items()}
         self.images_dir = Path(os.environ["OPENREWARD_SANDBOX_IMAGES"]) if os.environ.get("OPENREWARD_SANDBOX_IMAGES") else None
@@ -924,10 +958,61 @@ class LocalBackend:
         if settings.network is not None:
             unknown = [p for p in settings.network.presets if p not in PRESETS]
             if unknown: raise SandboxError(f"unknown network presets {unknown}; known: {sorted(PRESETS)}")
-        box = LocalBox(self, settings, sid)
+        box = self._take(settings)
+        if box is not None: box.sid = sid
+        else: box = LocalBox(self, settings, sid)
         self.boxes.add(box)
-        try: await box.start(env)
+        self._refill()
+        try: await (box.configure(settings, env) if box.info.get("warm") else box.start(env))
         except BaseException:
             await asyncio.shield(box.close())
             raise
         return box
+
+    # -- warm boxes: launched ahead (bwrap and the agent up, waiting for their configuration), so start() only configures
+    def _take(self, settings: SandboxSettings) -> LocalBox | None:
+        "A warm box of this event loop for `settings`, if one is ready and they fit (no bucket, no image root filesystem)."
+        if not self._pool or settings.bucket_config is not None or self.rootfs_for(settings.image) is not None: return None
+        loop = asyncio.get_running_loop()
+        for box in list(self._pool):
+            if box.loop is not loop and box.loop.is_closed(): self._pool.remove(box); box.kill_now()  # its loop is gone
+        for box in self._pool:
+            if box.loop is loop and box.dead is None and not box.closed:
+                self._pool.remove(box)
+                return box
+        return None
+
+    def _refill(self) -> None:
+        "Launch warm boxes in the background until this loop has `warm` of them."
+        if not self.warm: return
+        loop = asyncio.get_running_loop()
+        mine = sum(1 for b in self._pool if b.loop is loop) + sum(1 for t in self._filling if t.get_loop() is loop)
+        for _ in range(self.warm - mine):
+            task = loop.create_task(self._launch_warm())
+            self._filling.add(task)
+            task.add_done_callback(self._filling.discard)
+
+    async def _launch_warm(self) -> None:
+        import uuid
+        box = LocalBox(self, None, uuid.uuid4().hex)
+        box.info, box.loop = {"warm": True}, asyncio.get_running_loop()
+        self.boxes.add(box)
+        try: await box.launch()
+        except Exception:  # a failed launch is a start that will be cold: nothing to report here
+            await asyncio.shield(box.close()); return
+        except BaseException:
+            await asyncio.shield(box.close()); raise
+        if set(box.cgroups.dirs) != set(_CONTROLLERS):  # its limits must be changeable when it is handed out: only with cgroups
+            self.warm = 0
+            await box.close()
+            return
+        self._pool.append(box)
+
+    async def aclose(self) -> None:
+        "End the warm boxes of this event loop (started sandboxes are stopped by their owners)."
+        loop = asyncio.get_running_loop()
+        for t in [t for t in self._filling if t.get_loop() is loop]: t.cancel()
+        mine = [b for b in self._pool if b.loop is loop]
+        for b in mine: self._pool.remove(b)
+        await asyncio.gather(*(b.close() for b in mine), return_exceptions=True)
+        await asyncio.gather(*[t for t in self._filling if t.get_loop() is loop], return_exceptions=True)

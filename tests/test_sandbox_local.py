@@ -466,3 +466,42 @@ def test_an_image_with_a_local_root_filesystem_is_honoured(backend):
     assert "No such file" in shell.output and "no python" in shell.output and "hi" in shell.output and "busybox" in shell.output
     assert files == b"hi\n" and timed.timed_out and str(rootfs) in info["image"]
     shutil.rmtree(rootfs.parent, ignore_errors=True)
+
+def test_warm_boxes_are_handed_out_configured_for_their_settings():
+    root = state_dir()
+    b = LocalBackend(root=root, warm=2)
+    uids = []
+    async def main():
+        async def pool_ready():
+            deadline = time.monotonic() + 60
+            while len(b._pool) < 2 and time.monotonic() < deadline: await asyncio.sleep(0.02)
+            assert len(b._pool) == 2
+        first = sandbox(b)
+        await first.start()  # cold (the pool was empty), and it starts filling the pool
+        uids.append(first.info["uid"]); assert "started" not in first.info
+        await pool_ready()
+        pooled = set(b._pool)
+        s = sandbox(b, machine_size="1:2", env={"GREETING": "hi"},
+                    host_aliases=[SandboxHostAlias(ip="10.1.2.3", hostnames=["db.test"])])
+        await s.start()
+        uids.append(s.info["uid"])
+        assert s._box in pooled and s.info["started"] == "warm (launched ahead)"
+        assert (s.info["cpus"], s.info["memory_gib"]) == (1.0, 2.0)
+        mem = (s._box.cgroups.dirs["memory"] / "memory.limit_in_bytes").read_text().strip()
+        quota = (s._box.cgroups.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+        assert (int(mem), int(quota)) == (2 * 1024 ** 3, 100000)
+        out = await s.check_run("echo $GREETING; grep db.test /etc/hosts; echo $HTTP_PROXY; id -u")
+        assert out.split("\n") == ["hi", "10.1.2.3\tdb.test", "http://127.0.0.1:3128", "65534"], out
+        await pool_ready()
+        ready = set(b._pool)
+        bucket = sandbox(b, bucket_config={"mount_path": "/data", "only_dir": "not-there"})
+        with pytest.raises(SandboxError): await bucket.start()  # a bucket is mounted at launch: never a warm box
+        assert set(b._pool) == ready
+        uids.extend(x.uid for x in b._pool)
+        await s.stop(); await first.stop()
+        await b.aclose()
+        assert b._pool == [] and not b.boxes
+    try:
+        run(main())
+        assert leftovers(root, uids) == {"processes": [], "cgroups": [], "dirs": []}
+    finally: shutil.rmtree(root, ignore_errors=True)
