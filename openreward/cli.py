@@ -193,6 +193,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--max-turns", type=int, default=20, help="model turns per episode (default: 20)")
     s.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the provider's)")
     s.add_argument("--episode-timeout", type=float, default=None, help="seconds per episode (default: none)")
+    s.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="seconds per model request (default: 120)")
     s.add_argument("--run-name", default=None, help="the run's name in the rollout store (default: eval-MODEL-TIME)")
     s.add_argument("--resume", default=None, metavar="RUN", help="resume RUN: the episodes it stored are not run again")
     s.add_argument("--store", default=None, help="the local rollout store (default: the usual one)")
@@ -676,10 +677,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
     "Run `openreward.agents.run_eval` with a `ToolAgent` over the chosen provider; print the table (or JSON)."
     from openreward.agents import AnthropicMessages, OpenAIChat, ToolAgent, run_eval
     if a.repeats < 1 or a.concurrency < 1 or a.max_turns < 1: raise CommandError("--repeats, --concurrency and --max-turns must be at least 1")
+    if not a.timeout > 0: raise CommandError(f"--timeout must be a positive number of seconds, got {a.timeout:g}")
     try: tasks = [int(t) for t in a.tasks.split(",")] if a.tasks else None
     except ValueError: raise CommandError(f"--tasks must be comma-separated indices, got {a.tasks!r}") from None
     sampling = {"temperature": a.temperature} if a.temperature is not None else {}
-    provider = (OpenAIChat if a.provider == "openai" else AnthropicMessages)(a.model, base_url=a.base_url, **sampling)
+    provider = (OpenAIChat if a.provider == "openai" else AnthropicMessages)(a.model, base_url=a.base_url, timeout=a.timeout, **sampling)
     result = run_eval(_server_url(a), ToolAgent(provider, max_turns=a.max_turns), split=a.split, tasks=tasks,
                       concurrency=a.concurrency, repeats=a.repeats, variants=[a.variant] if a.variant else None,
                       run_name=a.run_name, resume=a.resume, episode_timeout=a.episode_timeout, store=a.store,

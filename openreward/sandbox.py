@@ -500,6 +500,27 @@ def _close_all_at_exit() -> None:
 
 atexit.register(_close_all_at_exit)
 
+async def _make_box(making: Any, timeout: float) -> Any:
+    "The box `making` makes; cancelled or timed out, the making is cancelled and waited for, and a box it still made is closed."
+    # not asyncio.wait_for: when the making finishes in the same instant as the cancellation reaches it, wait_for drops
+    # the finished box and raises, leaking a running sandbox that nothing refers to
+    task = asyncio.ensure_future(making)
+    try: done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.shield(_reclaim(task))
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.shield(_reclaim(task))
+        raise TimeoutError(f"Total operation timed out after {timeout:g} seconds.")
+    return task.result()
+
+async def _reclaim(task: asyncio.Future) -> None:
+    "Wait for a cancelled making to end; close the box if it finished anyway."
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is None: await task.result().close()
+
 async def adrive_box(op: SandboxOp,       # an operation
                      box: Any,            # the sandbox's box
                      other: Any = None,   # the other sandbox's box (copies)
@@ -554,9 +575,7 @@ class AsyncSandboxesAPI:
         backend = self.backend
         import uuid
         sid = uuid.uuid4().hex
-        try: box = await asyncio.wait_for(backend.create(self.settings, self._env, sid), self.creation_timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"Total operation timed out after {self.creation_timeout:g} seconds.") from None
+        box = await _make_box(backend.create(self.settings, self._env, sid), self.creation_timeout)
         self._box, self._closed, self.sid = box, False, getattr(box, "sid", None) or sid  # hosted: the service names it
         _LIVE.add(box)
 
@@ -649,15 +668,21 @@ class _LoopThread:
 
     @classmethod
     def call(cls, coro: Any) -> Any:
-        "Run `coro` on the loop thread and wait; an interrupt cancels it (and waits briefly for its clean-up)."
-        fut = asyncio.run_coroutine_threadsafe(coro, cls.loop())
-        try: return fut.result()
+        "Run `coro` on the loop thread and wait; an interrupt cancels it and waits (up to 10 s) until it has really ended."
+        loop, ended, box = cls.loop(), threading.Event(), {}
+        def begin() -> None:  # on the loop thread
+            box["task"] = task = loop.create_task(coro)
+            task.add_done_callback(lambda t: (box.setdefault("done", t), ended.set()))
+        loop.call_soon_threadsafe(begin)
+        try:
+            # Short waits, not one long one: Python raises KeyboardInterrupt only when the main thread is back in the
+            # interpreter, and a SIGINT the kernel hands to another thread does not wake a wait on a lock.
+            while not ended.wait(0.2): pass
         except BaseException:
-            if not fut.done():
-                fut.cancel()
-                try: fut.result(timeout=10)
-                except BaseException: pass
+            loop.call_soon_threadsafe(lambda: box["task"].cancel())  # runs after begin(): the task exists
+            ended.wait(10)  # the task's own clean-up (a cancelled run kills its process group) has finished
             raise
+        return box["done"].result()
 
 class SandboxesAPI:
     "A sandbox, blocking: `with client.sandbox(settings) as sb: sb.run(...)`."

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import fcntl
 import hashlib
 import ipaddress
@@ -18,7 +19,9 @@ import shutil
 import signal
 import socket
 import struct
+import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,8 @@ from .sandbox import (Commit, Exec, ExecReply, Read, ReadReply, SandboxNetworkPo
 
 # %% auto #0
 __all__ = ['CGROUP_ROOT', 'PRESETS', 'AGENT_SOURCE', 'HEADER', 'MAX_HEADER', 'MAX_PAYLOAD', 'SANDBOX_UID', 'WORKSPACE',
-           'PROXY_PORT', 'Cgroups', 'UidPool', 'egress_decision', 'EgressProxy', 'LocalBox', 'LocalBackend']
+           'PROXY_PORT', 'WARM_SIZE', 'Cgroups', 'UidPool', 'egress_decision', 'EgressProxy', 'LocalBox',
+           'LocalBackend']
 
 # %% ../nbs/08a_sandbox_local.ipynb #97f49743
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -75,6 +79,16 @@ class Cgroups:
                 continue
             dirs[ctl] = d
         return cls(dirs)
+
+    def set_limits(self, memory_bytes: int, cpus: float) -> None:
+        "Change the memory and CPU limits of a live group (memory and memory+swap in the order the kernel accepts)."
+        if (d := self.dirs.get("memory")) is not None:
+            files = [d / "memory.limit_in_bytes"] + ([d / "memory.memsw.limit_in_bytes"] if (d / "memory.memsw.limit_in_bytes").exists() else [])
+            try:
+                for f in files: f.write_text(str(memory_bytes))
+            except OSError:  # raising: memory+swap must grow first
+                for f in reversed(files): f.write_text(str(memory_bytes))
+        if (d := self.dirs.get("cpu")) is not None: (d / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpus * 100000))))
 
     def procs_files(self) -> list[str]: return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
@@ -188,8 +202,10 @@ class EgressProxy:
         self.tasks: set[asyncio.Task] = set()
 
     async def start(self, uid: int | None) -> None:
-        self.server = await asyncio.start_unix_server(self._client, path=str(self.socket_path))
+        # made without serving first (no await inside, so a cancellation cannot strand an unrecorded server), then served
+        self.server = await asyncio.start_unix_server(self._client, path=str(self.socket_path), start_serving=False)
         if uid is not None: os.chown(self.socket_path, uid, uid)
+        await self.server.start_serving()
 
     async def close(self) -> None:
         if self.server is not None: self.server.close()
@@ -502,6 +518,7 @@ MAX_PAYLOAD = 1 << 31
 SANDBOX_UID = 65534    # the uid the sandbox's processes see (nobody)
 WORKSPACE = "/workspace"
 PROXY_PORT = 3128
+WARM_SIZE = "0.5:0.5"  # the limits a warm box waits with (its settings' replace them when it is handed out)
 
 def _start_token() -> str:
     "`<pid>.<start time>` of this process: names its sandboxes, so a sweep can tell a dead owner's leftovers."
@@ -528,12 +545,21 @@ class LocalBox:
         self.pending: dict[int, asyncio.Future] = {}
         self.next_id, self.dead, self.closed = 1, None, False
         self.reader: asyncio.Task | None = None
+        self._spawn: asyncio.Future | None = None  # the bwrap process being made
+        self.loop: asyncio.AbstractEventLoop | None = None  # a warm box's loop (its pipes belong to it)
+        self._released, self._release_lock = False, threading.Lock()
         self.info: dict[str, Any] = {}
 
     # -- lifecycle
     async def start(self, env: dict[str, str]) -> None:
+        "Make the sandbox: launch bwrap with the agent, then configure it for the settings."
+        await self.launch()
+        await self.configure(self.settings, env)
+
+    async def launch(self) -> None:
+        "Directories, uid, cgroups, and bwrap with the agent waiting for its configuration (no settings: a warm box)."
         b, s = self.backend, self.settings
-        cpus, gib = machine_resources(s.machine_size)
+        cpus, gib = machine_resources(s.machine_size if s is not None else WARM_SIZE)
         memory = int(gib * 1024 ** 3)
         self.dir.mkdir(mode=0o711)
         ws, net = self.dir / "ws", self.dir / "net"
@@ -541,10 +567,29 @@ class LocalBox:
         if os.geteuid() == 0:
             self.uid, self._uid_fd = b.uids.lease()
             for d in (ws, net): os.chown(d, self.uid, self.uid)
-        aliases = {h.lower(): a.ip for a in (s.host_aliases or []) for h in a.hostnames}
-        hosts = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n" + "".join(f"{a.ip}\t{' '.join(a.hostnames)}\n" for a in s.host_aliases or [])
-        (self.dir / "hosts").write_text(hosts)
+        self._write_hosts(s)
         self.cgroups = Cgroups.create(f"openreward-{self.dir.name}", memory, cpus, b.pids_max) if os.geteuid() == 0 else Cgroups({})
+        # The process is made in a task of its own that a cancellation of start() cannot interrupt: asyncio's own clean-up
+        # of a cancelled create_subprocess_exec kills bwrap alone, then waits for pipes that bwrap's child (stuck for good
+        # without its parent) still holds, forever. Here a cancellation only stops the waiting; close() ends the process.
+        self._spawn = asyncio.ensure_future(self._exec(self._argv(), memory))
+        self.proc = await asyncio.shield(self._spawn)
+        self.reader = asyncio.create_task(self._read_frames())
+
+    def _write_hosts(self, s: SandboxSettings | None) -> None:
+        # written in place (same inode): a warm box's /etc/hosts is a bind of this file, rewritten when it is handed out
+        hosts = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n" + "".join(f"{a.ip}\t{' '.join(a.hostnames)}\n" for a in (s and s.host_aliases) or [])
+        with open(self.dir / "hosts", "w") as f: f.write(hosts)
+
+    async def configure(self, s: SandboxSettings, env: dict[str, str]) -> None:
+        "Give the launched box its settings: limits, hosts, the proxy, then the agent its environment."
+        b, warm, self.settings = self.backend, self.info.get("warm", False), s
+        cpus, gib = machine_resources(s.machine_size)
+        if warm:
+            self.cgroups.set_limits(int(gib * 1024 ** 3), cpus)
+            self._write_hosts(s)
+        net = self.dir / "net"
+        aliases = {h.lower(): a.ip for a in (s.host_aliases or []) for h in a.hostnames}
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": WORKSPACE, "LANG": "C.UTF-8",
                "USER": "nobody", **env}
         if not s.block_network:
@@ -558,18 +603,13 @@ class LocalBox:
                   "pids": "cgroup" if "pids" in self.cgroups.dirs else ("rlimit (per-sandbox uid)" if self.uid else "not limited")}
         self.info = {"backend": "local (bubblewrap)", "image": b.image_note(s.image), "cpus": cpus, "memory_gib": gib,
                      "limits": limits, "network": "none" if s.block_network else ("policy proxy" if s.network else "open egress through the proxy (HTTP/HTTPS)"),
-                     "uid": self.uid if self.uid is not None else os.getuid()}
-        argv = self._argv()
-        stderr = open(self.dir / "bwrap.log", "wb")
-        try:
-            self.proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                                                             stderr=stderr, preexec_fn=self._preexec(memory), limit=1 << 20)
-        finally: stderr.close()
-        self.reader = asyncio.create_task(self._read_frames())
+                     "uid": self.uid if self.uid is not None else os.getuid()} | ({"started": "warm (launched ahead)"} if warm else {})
         init = {"env": env, "cwd": WORKSPACE, "proxy_port": PROXY_PORT if self.proxy else None,
                 "proxy_socket": "/.orwd/net/proxy.sock"}
-        try: await asyncio.wait_for(self._request({"op": "init", **init}), 30)
-        except (PodTerminatedError, asyncio.TimeoutError) as e:
+        try:
+            async with asyncio.timeout(30):  # not wait_for: it can swallow a cancellation that lands as the answer comes
+                await self._request({"op": "init", **init})
+        except (PodTerminatedError, TimeoutError) as e:
             log = (self.dir / "bwrap.log").read_text(errors="replace").strip()
             raise SandboxError(f"the local sandbox did not start: {log or e}") from None
         try: self.agent_pid = int(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()[0])
@@ -579,7 +619,7 @@ class LocalBox:
         s, b = self.settings, self.backend
         a = [b.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--as-pid-1",
              "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--clearenv"]
-        rootfs = b.rootfs_for(s.image)
+        rootfs = b.rootfs_for(s.image) if s is not None else None
         if rootfs is not None:  # the image's own root filesystem, read-only; the agent runs on the host's Python, bound aside
             a += ["--ro-bind", str(rootfs), "/", "--tmpfs", "/.orwd", "--ro-bind", "/usr", "/.orwd/host/usr"]
         else:
@@ -593,7 +633,7 @@ class LocalBox:
               "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var", "--dir", "/var/tmp",
               "--bind", str(self.dir / "ws"), WORKSPACE, "--bind", str(self.dir / "net"), "/.orwd/net",
               "--ro-bind", str(b.agent_path), "/.orwd/agent.py"]
-        if s.bucket_config is not None:
+        if s is not None and s.bucket_config is not None:
             src = b.bucket_source(s.bucket_config)
             a += ["--ro-bind", str(src), s.bucket_config.mount_path]
         a += ["--remount-ro", "/", "--chdir", WORKSPACE]
@@ -602,6 +642,31 @@ class LocalBox:
         return a + ["/.orwd/host" + loader, "--library-path", "/.orwd/host" + os.path.dirname(loader), "/.orwd/host" + python,
                     "-I", "-S", "/.orwd/agent.py"]
         return a
+
+    async def _exec(self, argv: list[str], memory: int) -> asyncio.subprocess.Process:
+        wrapped = self._wrap(argv, memory)
+        with open(self.dir / "bwrap.log", "wb") as stderr:
+            return await asyncio.create_subprocess_exec(*(wrapped or argv), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=stderr, preexec_fn=None if wrapped else self._preexec(memory),
+                                                        limit=1 << 20)
+
+    def _wrap(self, argv: list[str], memory: int) -> list[str] | None:
+        "`argv` run by small programs that join the cgroups, set the limits and drop to the uid, then exec bwrap; None without them."
+        # What _preexec does, in the same order, but without a Python preexec_fn: that forces a full fork() of this
+        # (large) process, 5-20 ms of a start, where without one the child is a vfork() that execs at once.
+        prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
+        if prlimit is None or (self.uid is not None and setpriv is None): return None
+        cg, limits = self.cgroups.dirs, ["--core=0:0", "--nofile=4096:4096"]
+        if "memory" not in cg: limits.append(f"--as={memory + (1 << 30)}:{memory + (1 << 30)}")
+        if self.uid is not None and "pids" not in cg: limits.append(f"--nproc={self.backend.pids_max}:{self.backend.pids_max}")
+        out = [prlimit, *limits, "--"]
+        if self.uid is not None: out += [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--"]
+        out += argv
+        procs = self.cgroups.procs_files()
+        if procs:  # the shell's pid is bwrap's (each program execs the next): it joins before anything runs
+            join = 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
+            out = ["/bin/sh", "-c", join, "sh", *procs, "--", *out]
+        return out
 
     def _preexec(self, memory: int):
         procs, uid, pids_max, cg = self.cgroups.procs_files(), self.uid, self.backend.pids_max, self.cgroups.dirs
@@ -617,46 +682,55 @@ class LocalBox:
         return pre
 
     async def close(self) -> None:
-        "End the sandbox and remove what it held; safe to call twice."
+        "End the sandbox and remove what it held; safe to call twice, and at any point of `start()`."
         if self.closed: return
         self.closed = True
-        if self.proxy is not None: await self.proxy.close()
-        if self.proc is not None and self.proc.returncode is None:
-            # Closing the channel makes the agent exit; as pid 1 its exit ends the namespace (the kernel kills and reaps
-            # everything in it), and bwrap, its parent, reaps it. Killing bwrap first would orphan the agent to the
-            # host's init, which on some machines never reaps it.
-            try: self.proc.stdin.close()
-            except (OSError, RuntimeError): pass
-            try: await asyncio.wait_for(self.proc.wait(), 2)
-            except asyncio.TimeoutError:
-                self._kill_processes()
-                try: await asyncio.wait_for(self.proc.wait(), 10)
-                except asyncio.TimeoutError: pass
-        if self.reader is not None: self.reader.cancel()
-        await asyncio.to_thread(self._release)
+        try:
+            if self.proxy is not None: await self.proxy.close()
+            if self._spawn is not None:  # a start() cancelled while bwrap was being made: let the making finish (a few ms)
+                await asyncio.wait({self._spawn}, timeout=30)
+                if self._spawn.done() and not self._spawn.cancelled() and self._spawn.exception() is None: self.proc = self._spawn.result()
+            if self.proc is not None and self.proc.returncode is None:
+                # Closing the channel makes the agent exit; as pid 1 its exit ends the namespace (the kernel kills and
+                # reaps everything in it), and bwrap, its parent, reaps it and exits.
+                try: self.proc.stdin.close()
+                except (OSError, RuntimeError): pass
+                try: await asyncio.wait_for(self.proc.wait(), 2)
+                except asyncio.TimeoutError:
+                    self._kill_processes()
+                    try: await asyncio.wait_for(self.proc.wait(), 10)
+                    except asyncio.TimeoutError: pass
+            if self.reader is not None: self.reader.cancel()
+            await asyncio.to_thread(self._release)
+        except BaseException:  # cancelled while ending (a second interrupt, the loop shutting down): end it without waiting
+            self._kill_processes()
+            self._release()
+            raise
 
     def _kill_processes(self) -> None:
-        "SIGKILL the agent (the namespace's init), then bwrap."
-        for pid in (self.agent_pid, self.proc.pid):
-            if pid is None: continue
-            try: os.kill(pid, signal.SIGKILL)
-            except OSError: pass
-            time.sleep(0.01)
+        "SIGKILL bwrap's child (the namespace's init: the kernel then kills everything in it), then bwrap."
+        if self.proc is None or self.proc.returncode is not None: return
+        _kill_tree(self.proc.pid)
 
     def kill_now(self) -> None:
         "The blocking version of `close()`, for the exit hook."
-        if self.closed: return
         self.closed = True
-        if self.proc is not None and self.proc.returncode is None: self._kill_processes()
+        if self._released: return
+        if self.proc is None and self._spawn is not None and self._spawn.done() and not self._spawn.cancelled() \
+                and self._spawn.exception() is None: self.proc = self._spawn.result()
+        self._kill_processes()
         self._release()
 
     def _release(self) -> None:
-        if self.uid is not None and not self.cgroups.dirs: _kill_uid(self.uid)
-        self.cgroups.kill_and_remove()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self._uid_fd is not None:
-            os.close(self._uid_fd); self._uid_fd = None
-        self.backend.boxes.discard(self)
+        with self._release_lock:  # once, even when an interrupted close() and its thread race
+            if self._released: return
+            self._released = True
+            if self.uid is not None and not self.cgroups.dirs: _kill_uid(self.uid)
+            self.cgroups.kill_and_remove()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self._uid_fd is not None:
+                os.close(self._uid_fd); self._uid_fd = None
+            self.backend.boxes.discard(self)
 
     # -- the channel to the agent
     async def _read_frames(self) -> None:
@@ -736,6 +810,39 @@ class LocalBox:
                 return None
         raise TypeError(f"not a sandbox step: {step!r}")
 
+def _children(pid: int) -> list[int]:
+    "The children of `pid`, from every one of its threads."
+    out = []
+    try: tids = os.listdir(f"/proc/{pid}/task")
+    except OSError: return out
+    for tid in tids:
+        try: out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except (OSError, ValueError): pass
+    return out
+
+def _wait_stopped(pid: int, wait: float = 2.0) -> None:
+    "Wait (bounded) until `pid` is stopped or gone: a SIGSTOP is only pending until the kernel next schedules it."
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try: state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError): return
+        if state in "TtZX": return
+        time.sleep(0.001)
+
+def _kill_tree(pid: int) -> None:
+    "SIGKILL `pid` and its children, `pid` stopped first so that it cannot make a child this sweep would miss."
+    # Killing bwrap alone can strand its child: before the child has set its own parent-death signal it waits for
+    # bwrap (uid maps, setup), and with bwrap gone it waits forever, holding the sandbox's pipes. Its child is the
+    # namespace's init, so killing it ends every process in the namespace.
+    try: os.kill(pid, signal.SIGSTOP)
+    except OSError: return
+    _wait_stopped(pid)
+    for child in _children(pid):
+        try: os.kill(child, signal.SIGKILL)
+        except OSError: pass
+    try: os.kill(pid, signal.SIGKILL)
+    except OSError: pass
+
 def _kill_uid(uid: int) -> None:
     "SIGKILL every process of `uid` (the fallback when there is no cgroup to empty)."
     for _ in range(50):
@@ -752,6 +859,17 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.01)
 
 
+_ALL_BACKENDS: weakref.WeakSet = weakref.WeakSet()
+
+def _end_all_at_exit() -> None:
+    "End every sandbox of this process still open at exit, those still starting included (the client's hook sees only started ones)."
+    for backend in list(_ALL_BACKENDS):
+        for box in list(backend.boxes):
+            try: box.kill_now()
+            except Exception: pass
+
+atexit.register(_end_all_at_exit)
+
 class LocalBackend:
     "Sandboxes on this machine, under bubblewrap: persistent, isolated, limited, and gone when stopped."
     name = "local"
@@ -763,6 +881,7 @@ class LocalBackend:
                  bwrap: str | None = None,                # the bubblewrap binary
                  python: str = "/usr/bin/python3",        # the interpreter the in-sandbox agent runs on
                  images: dict[str, str | os.PathLike] | None = None,  # image name -> root filesystem directory
+                 warm: int = 0,                           # sandboxes kept launched ahead, handed out by start() (0: none)
                  ) -> None:
         self.root = Path(root or os.environ.get("OPENREWARD_SANDBOX_DIR") or "/tmp/openreward-sandboxes")
         self.data_dir = Path(data_dir or os.environ.get("OPENREWARD_SANDBOX_DATA") or "/orwd_data")
@@ -770,6 +889,8 @@ class LocalBackend:
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.boxes: set[LocalBox] = set()
         self._ready = False
+        self.warm, self._pool, self._filling = warm, [], set()
+        _ALL_BACKENDS.add(self)
         self.images = {k: Path(v) for k, v in (images or {}).items()}
         self.images_dir = Path(os.environ["OPENREWARD_SANDBOX_IMAGES"]) if os.environ.get("OPENREWARD_SANDBOX_IMAGES") else None
 
@@ -837,10 +958,61 @@ class LocalBackend:
         if settings.network is not None:
             unknown = [p for p in settings.network.presets if p not in PRESETS]
             if unknown: raise SandboxError(f"unknown network presets {unknown}; known: {sorted(PRESETS)}")
-        box = LocalBox(self, settings, sid)
+        box = self._take(settings)
+        if box is not None: box.sid = sid
+        else: box = LocalBox(self, settings, sid)
         self.boxes.add(box)
-        try: await box.start(env)
+        self._refill()
+        try: await (box.configure(settings, env) if box.info.get("warm") else box.start(env))
         except BaseException:
             await asyncio.shield(box.close())
             raise
         return box
+
+    # -- warm boxes: launched ahead (bwrap and the agent up, waiting for their configuration), so start() only configures
+    def _take(self, settings: SandboxSettings) -> LocalBox | None:
+        "A warm box of this event loop for `settings`, if one is ready and they fit (no bucket, no image root filesystem)."
+        if not self._pool or settings.bucket_config is not None or self.rootfs_for(settings.image) is not None: return None
+        loop = asyncio.get_running_loop()
+        for box in list(self._pool):
+            if box.loop is not loop and box.loop.is_closed(): self._pool.remove(box); box.kill_now()  # its loop is gone
+        for box in self._pool:
+            if box.loop is loop and box.dead is None and not box.closed:
+                self._pool.remove(box)
+                return box
+        return None
+
+    def _refill(self) -> None:
+        "Launch warm boxes in the background until this loop has `warm` of them."
+        if not self.warm: return
+        loop = asyncio.get_running_loop()
+        mine = sum(1 for b in self._pool if b.loop is loop) + sum(1 for t in self._filling if t.get_loop() is loop)
+        for _ in range(self.warm - mine):
+            task = loop.create_task(self._launch_warm())
+            self._filling.add(task)
+            task.add_done_callback(self._filling.discard)
+
+    async def _launch_warm(self) -> None:
+        import uuid
+        box = LocalBox(self, None, uuid.uuid4().hex)
+        box.info, box.loop = {"warm": True}, asyncio.get_running_loop()
+        self.boxes.add(box)
+        try: await box.launch()
+        except Exception:  # a failed launch is a start that will be cold: nothing to report here
+            await asyncio.shield(box.close()); return
+        except BaseException:
+            await asyncio.shield(box.close()); raise
+        if set(box.cgroups.dirs) != set(_CONTROLLERS):  # its limits must be changeable when it is handed out: only with cgroups
+            self.warm = 0
+            await box.close()
+            return
+        self._pool.append(box)
+
+    async def aclose(self) -> None:
+        "End the warm boxes of this event loop (started sandboxes are stopped by their owners)."
+        loop = asyncio.get_running_loop()
+        for t in [t for t in self._filling if t.get_loop() is loop]: t.cancel()
+        mine = [b for b in self._pool if b.loop is loop]
+        for b in mine: self._pool.remove(b)
+        await asyncio.gather(*(b.close() for b in mine), return_exceptions=True)
+        await asyncio.gather(*[t for t in self._filling if t.get_loop() is loop], return_exceptions=True)

@@ -2,7 +2,7 @@
 policy, and leaks counted after every way a sandbox can end."""
 from __future__ import annotations
 
-import asyncio, hashlib, os, shutil, signal, subprocess, sys, textwrap, time
+import asyncio, fcntl, hashlib, os, select, shutil, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import pytest
@@ -198,7 +198,6 @@ def test_upload_keeps_the_references_limit_and_errors(backend, tmp_path):
 
 # -- lifecycle and leaks ---------------------------------------------------------------------------------------------
 
-@pytest.mark.skip(reason="KNOWN BUG, issue #7 stays open: cancelling a local sandbox while it starts can hang (seen three times on 2026-12-02, once at low load); a hang would stall CI, so this test is parked until the start-cancel path is fixed")
 def test_nothing_is_left_after_stop_an_exception_or_a_cancellation(backend):
     uids = []
     async def after_exception():
@@ -216,13 +215,49 @@ def test_nothing_is_left_after_stop_an_exception_or_a_cancellation(backend):
             with pytest.raises(asyncio.CancelledError): await task
             left = await sb.run("pgrep -c sleep")
             assert left.output == "0", "the cancelled command's process group was killed"
-    async def cancelled_while_starting():
-        task = asyncio.create_task(sandbox(backend).start())
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError): await task
-    run(after_exception()); run(after_cancel()); run(cancelled_while_starting())
+    run(after_exception()); run(after_cancel())
     assert_clean(backend, uids)
+
+# Cancelling start() at every moment of it: before the directories, while bwrap is being made (asyncio's own clean-up of
+# a cancelled create_subprocess_exec hung here: it killed bwrap alone and waited for pipes bwrap's orphaned child held),
+# during the agent's handshake, and after. Each point is probed several times; a hang fails the wait, not the CI job.
+CANCEL_POINTS = [0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05]
+
+def test_cancelling_start_at_any_point_leaves_nothing_and_never_hangs(backend):
+    backend._prepare()
+    leased, lease = [], backend.uids.lease if backend.uids is not None else None
+    def spy():  # record every uid a start leases, to count its processes and its lock afterwards
+        uid, fd = lease(); leased.append(uid); return uid, fd
+    outcomes = []
+    async def cancel_after(delay):
+        sb = sandbox(backend)
+        task = asyncio.create_task(sb.start())
+        await asyncio.sleep(delay)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=60)
+        assert done, f"start() cancelled after {delay * 1000:g} ms did not end within 60 s"
+        if task.cancelled(): outcomes.append("cancelled")
+        else:
+            task.result()  # it had finished: a started sandbox, stopped the ordinary way
+            outcomes.append("started")
+            await sb.stop()
+    async def main():
+        for _ in range(3):
+            for delay in CANCEL_POINTS: await cancel_after(delay)
+    if lease is not None: backend.uids.lease = spy
+    try: run(main())
+    finally:
+        if lease is not None: del backend.uids.lease
+    assert outcomes.count("cancelled") >= len(CANCEL_POINTS), outcomes  # most of the points land inside start()
+    assert_clean(backend, leased)
+    assert [uid for uid in leased if uid_locked(backend, uid)] == [], "every uid lease was given back"
+
+def uid_locked(backend, uid) -> bool:
+    fd = os.open(backend.uids.lock_dir / f"{uid}.lock", os.O_RDWR)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError: return True
+    finally: os.close(fd)
+    return False
 
 def test_restart_and_errors_of_the_lifecycle(backend):
     async def main():
@@ -272,7 +307,6 @@ def test_the_sync_shell(backend, tmp_path):
         uids = [a.info["uid"], b.info["uid"]]
     assert_clean(backend, uids)
 
-@pytest.mark.slow  # a subprocess program; it failed twice in the wheel check (newest deps) and passed in .ci/test: see closing note
 def test_ctrl_c_in_a_sync_program_kills_the_command_and_stops_the_sandbox(backend, tmp_path):
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(f"""
@@ -282,16 +316,23 @@ def test_ctrl_c_in_a_sync_program_kills_the_command_and_stops_the_sandbox(backen
         s = SandboxSettings(environment="a/b", image="x", machine_size="0.5:0.5")
         with OpenReward(api_key="").sandbox(s, backend=LocalBackend(root={str(backend.root)!r})) as sb:
             print(sb.info["uid"], flush=True)
-            sb.run("sleep 600")
+            sb.run("echo running; sleep 600")
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
-    uid = int(proc.stdout.readline())
-    time.sleep(1)
-    assert processes_of(uid)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert "KeyboardInterrupt" in err
-    assert_clean(backend, [uid])
+    for wait in (0.05, 1.0):  # Ctrl-C as the command starts, and while it runs
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=subprocess_env())
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "the program did not start its sandbox within 60 s"
+            uid = int(proc.stdout.readline())
+            time.sleep(wait)
+            assert processes_of(uid)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None: proc.kill(); proc.wait(10)
+        assert "KeyboardInterrupt" in err and proc.returncode != 0, err[-2000:]
+        assert_clean(backend, [uid])
 
 def test_sigkill_of_the_owner_ends_its_sandboxes_and_the_next_backend_sweeps_the_rest(tmp_path):
     root = state_dir()
@@ -425,3 +466,42 @@ def test_an_image_with_a_local_root_filesystem_is_honoured(backend):
     assert "No such file" in shell.output and "no python" in shell.output and "hi" in shell.output and "busybox" in shell.output
     assert files == b"hi\n" and timed.timed_out and str(rootfs) in info["image"]
     shutil.rmtree(rootfs.parent, ignore_errors=True)
+
+def test_warm_boxes_are_handed_out_configured_for_their_settings():
+    root = state_dir()
+    b = LocalBackend(root=root, warm=2)
+    uids = []
+    async def main():
+        async def pool_ready():
+            deadline = time.monotonic() + 60
+            while len(b._pool) < 2 and time.monotonic() < deadline: await asyncio.sleep(0.02)
+            assert len(b._pool) == 2
+        first = sandbox(b)
+        await first.start()  # cold (the pool was empty), and it starts filling the pool
+        uids.append(first.info["uid"]); assert "started" not in first.info
+        await pool_ready()
+        pooled = set(b._pool)
+        s = sandbox(b, machine_size="1:2", env={"GREETING": "hi"},
+                    host_aliases=[SandboxHostAlias(ip="10.1.2.3", hostnames=["db.test"])])
+        await s.start()
+        uids.append(s.info["uid"])
+        assert s._box in pooled and s.info["started"] == "warm (launched ahead)"
+        assert (s.info["cpus"], s.info["memory_gib"]) == (1.0, 2.0)
+        mem = (s._box.cgroups.dirs["memory"] / "memory.limit_in_bytes").read_text().strip()
+        quota = (s._box.cgroups.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+        assert (int(mem), int(quota)) == (2 * 1024 ** 3, 100000)
+        out = await s.check_run("echo $GREETING; grep db.test /etc/hosts; echo $HTTP_PROXY; id -u")
+        assert out.split("\n") == ["hi", "10.1.2.3\tdb.test", "http://127.0.0.1:3128", "65534"], out
+        await pool_ready()
+        ready = set(b._pool)
+        bucket = sandbox(b, bucket_config={"mount_path": "/data", "only_dir": "not-there"})
+        with pytest.raises(SandboxError): await bucket.start()  # a bucket is mounted at launch: never a warm box
+        assert set(b._pool) == ready
+        uids.extend(x.uid for x in b._pool)
+        await s.stop(); await first.stop()
+        await b.aclose()
+        assert b._pool == [] and not b.boxes
+    try:
+        run(main())
+        assert leftovers(root, uids) == {"processes": [], "cgroups": [], "dirs": []}
+    finally: shutil.rmtree(root, ignore_errors=True)
