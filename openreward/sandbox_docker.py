@@ -26,7 +26,8 @@ import httpx
 from .errors import PodTerminatedError, SandboxError
 from .sandbox import (Commit, Exec, ExecReply, Read, ReadReply, SandboxSettings, SetNetwork, Stat, StepError,
                                 Write, machine_resources)
-from .sandbox_local import PRESETS, EgressProxy, _owner_alive, _start_token
+from .sandbox_local import _owner_alive, _start_token
+from .sandbox_proxy import PRESETS, EgressProxy
 
 # %% auto #0
 __all__ = ['API_VERSION', 'CLONE_NEWNET', 'PROXY_PORT', 'docker_socket', 'demux', 'Engine', 'listen_in_netns', 'DockerBox',

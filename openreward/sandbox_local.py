@@ -9,7 +9,6 @@ import asyncio
 import atexit
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import random
@@ -17,25 +16,22 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import struct
 import threading
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from .errors import PodTerminatedError, SandboxError
 from .sandbox import (Commit, Exec, ExecReply, Read, ReadReply, SandboxNetworkPolicy, SandboxSettings, SetNetwork, Stat,
                       StepError, Write, machine_resources)
+from .sandbox_proxy import PRESETS, EgressProxy, egress_decision  # the egress proxy: its own page; re-exported here
 
 # %% auto #0
-__all__ = ['CGROUP_ROOT', 'PRESETS', 'AGENT_SOURCE', 'HEADER', 'MAX_HEADER', 'MAX_PAYLOAD', 'SANDBOX_UID', 'WORKSPACE',
-           'PROXY_PORT', 'WARM_SIZE', 'Cgroups', 'UidPool', 'egress_decision', 'EgressProxy', 'LocalBox',
-           'LocalBackend']
+__all__ = ['CGROUP_ROOT', 'AGENT_SOURCE', 'HEADER', 'MAX_HEADER', 'MAX_PAYLOAD', 'SANDBOX_UID', 'WORKSPACE', 'PROXY_PORT',
+           'WARM_SIZE', 'Cgroups', 'UidPool', 'LocalBox', 'LocalBackend']
 
 # %% ../nbs/08a_sandbox_local.ipynb #97f49743
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -142,150 +138,6 @@ class UidPool:
                 return uid, fd
             except BlockingIOError: os.close(fd)
         raise SandboxError(f"all {self.size} sandbox uids are in use")
-
-# %% ../nbs/08a_sandbox_local.ipynb #085185ab
-PRESETS: dict[str, list[str]] = {
-    "pypi": ["pypi.org", "files.pythonhosted.org"],
-    "npm": ["registry.npmjs.org", "registry.yarnpkg.com"],
-    "apt-ubuntu": ["archive.ubuntu.com", "*.archive.ubuntu.com", "security.ubuntu.com", "ports.ubuntu.com"],
-    "go-modules": ["proxy.golang.org", "sum.golang.org", "storage.googleapis.com"],
-    "crates": ["crates.io", "index.crates.io", "static.crates.io"],
-    "rust-toolchain": ["static.rust-lang.org", "sh.rustup.rs"],
-    "hf-cdn": ["cdn-lfs.huggingface.co", "cdn-lfs.hf.co", "cdn-lfs-us-1.hf.co", "cdn-lfs-eu-1.hf.co", "cas-bridge.xethub.hf.co"],
-}
-
-def _host_matches(pattern: str, host: str) -> bool:
-    pattern, host = pattern.lower(), host.lower().rstrip(".")
-    if pattern.startswith("*."): return host.endswith(pattern[1:]) and host != pattern[2:]
-    return host == pattern
-
-def _fold(s: str) -> str: return re.sub(r"[-_.]", "-", s.lower().replace("!", ""))
-
-def _path_matches(glob: str, path: str, fold: bool) -> bool:
-    if fold: glob, path = _fold(glob), _fold(path)
-    return re.fullmatch(".*".join(re.escape(p) for p in glob.split("*")), path, re.DOTALL) is not None
-
-def egress_decision(policy: SandboxNetworkPolicy | None,  # the sandbox's policy; None: open egress
-                    method: str,        # the HTTP method ("CONNECT" for a TLS tunnel)
-                    host: str,          # the destination host
-                    path: str | None,   # the URL path as sent; None for a tunnel (the path is encrypted)
-                    ) -> tuple[bool, str]:
-    "`(allowed, why)` for one request, by the policy's rules, then its presets, then deny."
-    if policy is None: return True, "open egress"
-    if path is not None:
-        if ";" in path: return False, "a raw ';' in the path"
-        path = unquote(urlsplit(path).path or "/")
-        if "//" in path or any(seg in (".", "..") for seg in path.split("/")): return False, "a path that is not canonical"
-    for i, rule in enumerate(policy.rules):
-        if not _host_matches(rule.host, host): continue
-        if path is None:  # a tunnel: only a rule about the whole host can decide it
-            if rule.path is None and rule.methods is None: return rule.action == "allow", f"rule {i} ({rule.action} {rule.host})"
-            if rule.action == "deny": return False, f"rule {i} (deny {rule.host}{rule.path or ''}) cannot be checked inside TLS"
-            continue
-        if rule.methods is not None and method not in rule.methods: continue
-        if rule.path is not None and not _path_matches(rule.path, path, fold=rule.action == "deny"): continue
-        return rule.action == "allow", f"rule {i} ({rule.action} {rule.host}{rule.path or ''})"
-    for name in policy.presets:
-        if any(_host_matches(h, host) for h in PRESETS.get(name, [])): return True, f"preset {name}"
-    return False, "no rule or preset allows it"
-
-def _private(ip: str) -> bool:
-    a = ipaddress.ip_address(ip)
-    return a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast or a.is_unspecified
-
-class EgressProxy:
-    "An HTTP proxy on a unix socket: the sandbox's only way out, deciding every request by the sandbox's policy."
-    def __init__(self, socket_path: Path, policy: SandboxNetworkPolicy | None, aliases: dict[str, str]):
-        self.socket_path, self.policy, self.aliases = socket_path, policy, aliases
-        self.log: deque[tuple[str, str, str, bool, str]] = deque(maxlen=1000)  # (method, host, path, allowed, why)
-        self.server: asyncio.AbstractServer | None = None
-        self.tasks: set[asyncio.Task] = set()
-
-    async def start(self, uid: int | None) -> None:
-        # made without serving first (no await inside, so a cancellation cannot strand an unrecorded server), then served
-        self.server = await asyncio.start_unix_server(self._client, path=str(self.socket_path), start_serving=False)
-        if uid is not None: os.chown(self.socket_path, uid, uid)
-        await self.server.start_serving()
-
-    async def close(self) -> None:
-        if self.server is not None: self.server.close()
-        for t in list(self.tasks): t.cancel()
-        if self.tasks: await asyncio.wait(self.tasks, timeout=2)
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self.tasks.add(task)
-        try: await self._serve(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError): pass
-        finally:
-            self.tasks.discard(task)
-            writer.close()
-
-    async def _answer(self, writer, status: int, text: str) -> None:
-        body = (text + "\n").encode()
-        writer.write(f"HTTP/1.1 {status} {'Forbidden' if status == 403 else 'Bad Request' if status == 400 else 'Bad Gateway'}\r\n"
-                     f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        await writer.drain()
-
-    async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | str:
-        "Open the upstream connection, or say why not (private addresses only through host_aliases)."
-        h = host.lower().rstrip(".")
-        if h in self.aliases: ips = [self.aliases[h]]
-        else:
-            try: infos = await asyncio.get_running_loop().getaddrinfo(h, port, type=socket.SOCK_STREAM)
-            except OSError as e: return f"cannot resolve {host}: {e}"
-            ips = [i[4][0] for i in infos]
-            if not ips or any(_private(ip) for ip in ips): return f"{host} resolves to a private address; alias it with host_aliases to allow it"
-        try: return await asyncio.wait_for(asyncio.open_connection(ips[0], port), 10)
-        except (OSError, asyncio.TimeoutError) as e: return f"cannot connect to {host}:{port}: {e}"
-
-    async def _serve(self, reader, writer) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        line, _, rest = head.partition(b"\r\n")
-        try: method, target, version = line.decode("latin-1").split(" ")
-        except ValueError: return await self._answer(writer, 400, "not an HTTP proxy request: only HTTP and HTTPS leave the sandbox")
-        if method == "CONNECT":
-            host, _, port = target.rpartition(":")
-            ok, why = egress_decision(self.policy, method, host, None)
-            if ok and port != "443" and host.lower() not in self.aliases: ok, why = False, "tunnels only to port 443"
-            return await self._tunnel(reader, writer, host, int(port or 443), ok, why)
-        url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
-            return await self._answer(writer, 400, "not an HTTP proxy request: only HTTP and HTTPS leave the sandbox")
-        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        ok, why = egress_decision(self.policy, method, url.hostname, url.path or "/")
-        if ";" in target: ok, why = (False, "a raw ';' in the path") if self.policy is not None else (ok, why)
-        self.log.append((method, url.hostname, url.path or "/", ok, why))
-        if not ok and (self.policy is None or self.policy.enforce):
-            return await self._answer(writer, 403, f"blocked by sandbox network policy: {method} {url.hostname}{url.path or '/'} ({why})")
-        up = await self._connect(url.hostname, url.port or 80)
-        if isinstance(up, str): return await self._answer(writer, 502 if "private" not in up else 403, up)
-        headers = [h for h in rest.split(b"\r\n") if h and not h.lower().startswith((b"proxy-", b"connection:", b"keep-alive:"))]
-        up[1].write(f"{method} {path} {version}\r\n".encode("latin-1") + b"\r\n".join(headers + [b"Connection: close"]) + b"\r\n\r\n")
-        await self._pipe(reader, writer, *up)
-
-    async def _tunnel(self, reader, writer, host: str, port: int, ok: bool, why: str) -> None:
-        self.log.append(("CONNECT", host, "", ok, why))
-        if not ok and (self.policy is None or self.policy.enforce):
-            return await self._answer(writer, 403, f"blocked by sandbox network policy: CONNECT {host}:{port} ({why})")
-        up = await self._connect(host, port)
-        if isinstance(up, str): return await self._answer(writer, 502 if "private" not in up else 403, up)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await writer.drain()
-        await self._pipe(reader, writer, *up)
-
-    async def _pipe(self, cr, cw, ur, uw) -> None:
-        async def copy(r, w):
-            try:
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            except OSError: pass
-            finally:
-                try: w.write_eof()
-                except (OSError, RuntimeError): pass
-        try: await asyncio.gather(copy(cr, uw), copy(ur, cw))
-        finally: uw.close()
 
 # %% ../nbs/08a_sandbox_local.ipynb #42094260
 AGENT_SOURCE = r'''
