@@ -209,6 +209,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.add_argument("--max-commands", type=int, default=64, help="commands running at a time; beyond: 429 (default: 64)")
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without a request before a sandbox is stopped (default: 300)")
     s.add_argument("--max-per-key", type=int, default=None, help="open sandboxes one key may hold (default: up to --max-sandboxes)")
+    s.add_argument("--warm", type=int, default=None, metavar="N", help="sandboxes kept launched ahead, so a create only configures one (default: 2 on the local backend)")
 
     s = cmd("new", "cmd_new", "Create a new environment: scaffold, create on OpenReward, GitHub repo and link (asks for what is missing)",
             "orwd new my-env --description 'Arithmetic QA' -y", ())
@@ -447,7 +448,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
 def cmd_sandbox_service(a: argparse.Namespace) -> int:
     from openreward.sandbox_service import serve_sandbox_service
     try: serve_sandbox_service(a.host, a.port, a.backend, a.api_key, a.allow_open, max_sandboxes=a.max_sandboxes,
-                               max_commands=a.max_commands, idle_timeout=a.idle_timeout, max_per_key=a.max_per_key)
+                               max_commands=a.max_commands, idle_timeout=a.idle_timeout, max_per_key=a.max_per_key, warm=a.warm)
     except ValueError as e: raise CommandError(str(e), 2) from None
     return 0
 

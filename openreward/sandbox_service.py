@@ -86,6 +86,7 @@ class SandboxService:
                  max_body: int = DEFAULT_MAX_BODY,   # bytes of a JSON request body (a /run script)
                  shutdown_timeout: float = 30.0,     # seconds shutdown may take to stop every sandbox
                  reap_interval: float | None = None, # seconds between expiry sweeps (default: idle_timeout / 4, at most 5)
+                 warm: int = 0,                      # local backend: sandboxes kept launched ahead, so a create only configures one
                  ) -> None:
         keys = os.getenv(SERVICE_KEY_ENV, "") if api_key is None else api_key
         self.credentials = Credentials(keys if keys else [])
@@ -94,7 +95,16 @@ class SandboxService:
                              "to serve without one on this machine only, pass api_key=None, allow_open=True")
         if min(max_sandboxes, max_commands) < 1: raise ValueError("max_sandboxes and max_commands must be at least 1")
         if not 0 < ping_interval <= 25: raise ValueError("ping_interval must be in (0, 25] s: the reference client gives up on a stream after 30 s of silence")
-        self.backend = resolve_backend(backend)
+        if warm < 0: raise ValueError("warm must be 0 or more")
+        if warm and backend != "local":
+            raise ValueError("warm=N launches sandboxes ahead on the local backend: it needs backend='local' "
+                             "(a LocalBackend object brings its own warm=)")
+        self.warm = warm
+        self.owns_backend = bool(warm)  # a backend of its own (not the process's shared one): the service closes it
+        if warm:
+            from openreward.sandbox_local import LocalBackend
+            self.backend: Any = LocalBackend(warm=warm)
+        else: self.backend = resolve_backend(backend)
         self.max_sandboxes, self.max_commands, self.idle_timeout = max_sandboxes, max_commands, idle_timeout
         self.max_per_key = max_per_key
         self.retry_after, self.ping_interval, self.max_body = retry_after, ping_interval, max_body
@@ -293,7 +303,7 @@ def _stats(self: SandboxService) -> dict:
     "What `GET /health?detail=1` answers: counts and limits."
     return {"status": "ok", "backend": self.backend.name, "sandboxes": sum(r.box is not None for r in self.sandboxes.values()),
             "starting": sum(r.box is None for r in self.sandboxes.values()), "commands": self.running,
-            "max_sandboxes": self.max_sandboxes, "max_commands": self.max_commands, "idle_timeout": self.idle_timeout,
+            "max_sandboxes": self.max_sandboxes, "max_commands": self.max_commands, "idle_timeout": self.idle_timeout, "warm": self.warm,
             "results_kept": len(self.calls.finished), "auth": self.credentials.required}
 
 SandboxService.stats = _stats
@@ -356,6 +366,9 @@ async def _aclose(self: SandboxService) -> None:
             if r.box is not None:
                 with contextlib.suppress(Exception): r.box.kill_now()
     self.sandboxes.clear()
+    if self.owns_backend:  # its warm boxes: launched ahead, owned by no sandbox record
+        try: await asyncio.wait_for(self.backend.aclose(), self.shutdown_timeout)
+        except Exception as e: logger.error("the warm sandboxes did not close", extra={"fields": {"error": f"{type(e).__name__}: {e}"}})
 
 SandboxService.begin_shutdown, SandboxService.aclose = _begin_shutdown, _aclose
 
@@ -379,6 +392,8 @@ def _build_app(self: SandboxService) -> ASGIApp:
         if prepare is not None:
             try: await asyncio.to_thread(prepare)
             except Exception as e: logger.error("the backend is not ready", extra={"fields": {"error": f"{type(e).__name__}: {e}"}})
+            else:
+                if svc.warm: svc.backend._refill()  # the warm pool fills in the background from the start, not at the first create
         _ensure_reaper(svc)
         try: yield
         finally: await svc.aclose()
@@ -400,15 +415,17 @@ def serve_sandbox_service(host: str = "127.0.0.1",   # interface to listen on
                           api_key: str | Sequence[str] | None = None,  # the key(s); None: $OPENREWARD_SANDBOX_SERVICE_KEY
                           allow_open: bool = False,   # no key: serve this machine only (refused on other hosts)
                           log_level: str = "info",    # uvicorn's log level
+                          warm: int | None = None,    # sandboxes launched ahead (None: 2 on the local backend, none on docker)
                           **options: Any,             # more `SandboxService` options (max_sandboxes, idle_timeout, ...)
                           ) -> None:
     "Serve the sandbox protocol with uvicorn until SIGINT/SIGTERM, then stop every sandbox."
-    svc = SandboxService(backend, api_key, allow_open, **options)
+    if warm is None: warm = 2 if backend == "local" else 0
+    svc = SandboxService(backend, api_key, allow_open, warm=warm, **options)
     if not svc.credentials.required and not _loopback(host):
         raise ValueError(f"refusing to serve sandboxes without an API key on {host}: anyone who reaches it could run code here. "
                          f"Set {SERVICE_KEY_ENV} (or --api-key), or listen on 127.0.0.1")
     setup_logging()
-    logger.info("sandbox service starting", extra={"fields": {"host": host, "port": port, "backend": svc.backend.name,
+    logger.info("sandbox service starting", extra={"fields": {"host": host, "port": port, "backend": svc.backend.name, "warm": warm,
                                                               "auth": svc.credentials.required}})
     opts = dict(timeout_keep_alive=60, access_log=False, log_level=log_level, timeout_graceful_shutdown=max(1, int(svc.shutdown_timeout / 3)))
     server = _Uvicorn(uvicorn.Config(svc.app, host=host, port=port, **opts), svc)

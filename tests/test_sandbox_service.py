@@ -4,7 +4,7 @@ and, for what the reference cannot show, by raw HTTP through our protocol module
 every test checks that nothing (process, cgroup, state directory) is left behind."""
 from __future__ import annotations
 
-import asyncio, contextlib, json, os, shutil, signal, socket, subprocess, sys, threading, time
+import json, os, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 
 import httpx
@@ -14,8 +14,11 @@ from openreward.sandbox import Exec, SandboxSettings, Stat
 from openreward.sandbox_protocol import create_request, encode_request, parse_created, parse_exec_result
 from openreward.sse import assemble, decode_events
 
-from conftest import FIXTURES, free_port, run_reference_script, stop_process, subprocess_env
+from conftest import FIXTURES, free_port, run_reference_script, subprocess_env
 from sandbox_helpers import http_server, leftovers, needs_bwrap, state_dir
+
+sys.path.insert(0, str(FIXTURES))
+from fault_proxy import FaultProxy  # noqa: E402
 
 pytestmark = needs_bwrap
 SERVE = FIXTURES / "serve_sandbox_service.py"
@@ -295,58 +298,12 @@ def test_command_capacity_429_before_anything_runs(root):
 
 # -- faults --------------------------------------------------------------------------------------------------------
 
-class CuttingProxy:
-    "A TCP proxy to `port` that closes the first /run connection right after the service's `task_id` event went through."
-    def __init__(self, port: int) -> None:
-        self.target, self.cuts, self.runs = port, 0, 0
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(10)
-
-    def _main(self) -> None: self.loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self.stop_event = asyncio.Event()
-        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        self.ready.set()
-        async with server:
-            await self.stop_event.wait()
-
-    async def _client(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
-        state = {"run": False}
-        async def up():
-            with contextlib.suppress(Exception):
-                while data := await cr.read(65536):
-                    if b"POST /run " in data: state["run"] = True; self.runs += 1
-                    uw.write(data); await uw.drain()
-            uw.close()
-        async def down():
-            with contextlib.suppress(Exception):
-                while data := await ur.read(65536):
-                    cw.write(data); await cw.drain()
-                    if state["run"] and self.cuts == 0 and b"event: task_id" in data:
-                        self.cuts += 1
-                        await asyncio.sleep(0.2)
-                        cw.transport.abort(); uw.transport.abort()  # the connection drops mid-stream
-                        return
-            cw.close()
-        await asyncio.gather(up(), down())
-
 def test_a_stream_dropped_mid_run_is_resumed_and_the_command_runs_once(service):
-    proxy = CuttingProxy(service.port)
-    with proxy as url: out = service.reference("counted", url=url)
-    assert proxy.cuts == 1  # the first /run stream was cut right after its task_id event
+    proxy = FaultProxy(service.port)
+    proxy.arm("drop_after_task_id")
+    try: out = service.reference("counted", url=proxy.url)
+    finally: proxy.close()
+    assert proxy.broken == 1  # the first /run stream was cut right after its task_id event
     assert proxy.runs >= 3  # the counted run, its re-POST with the task_id, and the second run
     assert out["first"] == {"output": "1", "return_code": 0, "truncated": False, "timed_out": False}, out
     assert out["again"]["output"] == "1"  # the counter file: the command ran once, not twice
@@ -389,13 +346,13 @@ def test_sigkill_of_the_service_takes_its_sandboxes_and_the_next_one_sweeps(root
     svc.stop(signal.SIGKILL)
     assert wait_for(lambda: not sandbox_processes(root), 20)  # bubblewrap dies with its parent, the namespace with it
     assert leftovers(root, [])["dirs"]  # a killed service cannot remove its state
-    svc2 = Service(root).start()  # the next one sweeps it at start-up
+    svc2 = Service(root, warm=0).start()  # the next one sweeps it at start-up (no warm boxes of its own to tell apart)
     try: assert wait_for(lambda: leftovers(root, []) == {"processes": [], "cgroups": [], "dirs": []}, 20), leftovers(root, [])
     finally: svc2.stop()
     assert_clean(root)
 
 def test_a_client_that_vanishes_has_its_sandbox_expire(root, reference_python):
-    svc = Service(root, idle_timeout=3).start()
+    svc = Service(root, idle_timeout=3, warm=0).start()  # no warm boxes: what is left while it runs is the expired sandbox's
     svc.python = reference_python
     try:
         out = svc.reference("vanish")
@@ -424,6 +381,21 @@ def test_sigterm_stops_running_commands_and_every_sandbox(root):
     for t in threads: t.join(10)
     for sid in sids: assert b"event: error\r\ndata: cancelled: the sandbox service is shutting down" in got[sid], got[sid][-200:]
     assert_clean(root)
+
+def test_sigterm_with_a_warm_pool_leaves_nothing(root):
+    svc = Service(root, warm=2).start()
+    try:
+        assert svc.detail()["warm"] == 2
+        assert wait_for(lambda: len(sandbox_processes(root)) >= 2, 60), svc.logs()  # launched at start-up, before any create
+        sid = raw_create(svc.url)
+        r = httpx.post(svc.url + "/run", headers={"X-API-Key": KEY, "X-Session-ID": sid},
+                       content=encode_request(Exec("echo $((6 * 7))", 10, 100)).body, timeout=60)
+        assert parse_exec_result(assemble(decode_events(r.content)).result, 100).output == b"42\n"
+        assert wait_for(lambda: len(sandbox_processes(root)) >= 3, 60)  # the one handed out, and the pool refilled behind it
+    finally:
+        code = svc.stop()
+    assert code in (0, -signal.SIGTERM)
+    assert_clean(root)  # the started sandbox and the warm boxes nobody asked for: all gone
 
 @pytest.mark.slow
 def test_the_service_on_the_docker_backend(root, reference_python):
