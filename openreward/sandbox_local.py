@@ -590,7 +590,7 @@ class LocalBox:
         self._spawn: asyncio.Future | None = None  # the bwrap process being made
         self.loop: asyncio.AbstractEventLoop | None = None  # a warm box's loop (its pipes belong to it)
         self._released, self._release_lock = False, threading.Lock()
-        self._pid_hits = 0  # the pids cgroup's count of refused forks, at the last command
+        self._pid_hits = 0  # the pids cgroup's count of refused forks, at the last look
         self.info: dict[str, Any] = {}
 
     # -- lifecycle
@@ -821,6 +821,7 @@ class LocalBox:
             raise PodTerminatedError("the sandbox's agent stopped answering", sid=self.sid) from None
 
     async def _file(self, head: dict, payload: bytes = b"") -> tuple[dict, bytes]:
+        if self._runaway(): await asyncio.to_thread(self._end_runaway)  # the agent needs a thread for it: a pid
         head, data = await self._request(head, payload)
         if not head.get("ok"): raise StepError(head.get("status", 400), head.get("detail", "refused"))
         return head, data
@@ -855,7 +856,7 @@ class LocalBox:
         raise TypeError(f"not a sandbox step: {step!r}")
 
     def _runaway(self) -> bool:
-        "Whether the sandbox's pids limit refused a fork since the last command (one small read)."
+        "Whether the sandbox's pids limit refused a fork since the last look (one small read)."
         d = self.cgroups.dirs.get("pids")
         if d is None: return False  # no cgroup: the agent still ends a runaway when it cannot start the command
         try: hits = int((d / "pids.events").read_text().split()[1])
