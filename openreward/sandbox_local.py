@@ -144,7 +144,7 @@ AGENT_SOURCE = r'''
 import json, os, select, signal, socket, stat, struct, threading, time
 HDR = struct.Struct(">II")
 IN, OUT = os.fdopen(0, "rb", buffering=0), os.fdopen(1, "wb", buffering=0)
-WLOCK, PROCS, STATUS, CFG = threading.Lock(), {}, {}, {}
+WLOCK, PROCS, STATUS, WANT, CFG = threading.Lock(), {}, {}, set(), {}
 WS = b" \t\n\r\x0b\x0c"
 CHILD, SPAWNED = threading.Condition(), threading.Event()
 
@@ -161,14 +161,17 @@ def exact(n):
     return bytes(buf)
 
 def reaper():
-    # pid 1 of the sandbox: every orphan ends up here, so this thread is the only waiter of the namespace
+    # pid 1 of the sandbox: every orphan ends up here, so this thread is the only waiter of the namespace. It keeps
+    # only the statuses of commands being waited for (WANT): pids are reused (a fork bomb goes through the namespace's
+    # 32768 in seconds), and an orphan's status kept would be taken for a later command's, which would end at once.
     while True:
         try: pid, status = os.waitpid(-1, 0)
         except ChildProcessError:  # no children: sleep until a command starts one
             SPAWNED.wait(); SPAWNED.clear(); continue
         with CHILD:
-            STATUS[pid] = status
-            CHILD.notify_all()
+            if pid in WANT:
+                STATUS[pid] = status
+                CHILD.notify_all()
 
 def wait_child(pid, timeout):
     end = None if timeout is None else time.monotonic() + timeout
@@ -177,7 +180,50 @@ def wait_child(pid, timeout):
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0: return None
             CHILD.wait(left)
+        WANT.discard(pid)
         return os.waitstatus_to_exitcode(STATUS.pop(pid))
+
+def forget(pid):
+    with CHILD: WANT.discard(pid); STATUS.pop(pid, None)
+
+def sessions():
+    "The sandbox's processes by session (the agent's own left out): {sid: [(pid, state)]}."
+    out, mine = {}, os.getsid(0)
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or name == "1": continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f: fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError: continue
+        if int(fields[3]) != mine: out.setdefault(int(fields[3]), []).append((int(name), fields[0]))
+    return out
+
+def end_runaway(everything):
+    # The sandbox is out of processes: SIGKILL the session with the most of them (every command is a session of its
+    # own, and a fork bomb's processes stay in it), or every session, then wait until the reaper has reaped them.
+    found = sessions()
+    if not found: return
+    chosen = set(found) if everything else {max(found, key=lambda sid: len(found[sid]))}
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        left = [p for sid, ps in sessions().items() if sid in chosen for p in ps]
+        alive = [pid for pid, state in left if state != b"Z"]
+        if not left or (not alive and time.monotonic() > end - 8): return  # a zombie whose parent lives elsewhere: not ours to wait for
+        for pid in alive:
+            try: os.kill(pid, signal.SIGKILL)
+            except OSError: pass
+        time.sleep(0.01)
+
+def with_room(attempt, budget=30.0):
+    # attempt(), again while the sandbox is out of processes (EAGAIN; a thread counts as one too): for half a second
+    # (a burst that ends by itself), then ending the session that holds the most, then every session, within `budget`
+    start, rounds = time.monotonic(), 0
+    while True:
+        try: return attempt()
+        except (BlockingIOError, RuntimeError):
+            took = time.monotonic() - start
+            if took >= budget: raise
+            if took >= 0.5: end_runaway(everything=rounds > 0); rounds += 1
+            time.sleep(0.05)
 
 def kill_group(pgid):
     # SIGKILL the group until it is empty: members forking while the signal goes out are caught by the next sweep
@@ -203,16 +249,14 @@ def run_command(mid, h, script):
     with open(path, "wb") as f: f.write(script)
     r, w = os.pipe()
     shell = h.get("shell") or "/bin/bash"
-    try:  # posix_spawn: no fork of this process; the cwd (the workspace) and the cleared environment are inherited
-        for attempt in range(30):
-            try:
-                pid = os.posix_spawn(shell, [shell, path], CFG["env"], setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                                     file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                                   (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
-                break
-            except BlockingIOError:  # out of pids: wait a little for the reaper, as bash's own fork retries do
-                if attempt == 29: raise
-                time.sleep(0.1)
+    def spawn():  # posix_spawn: no fork of this process; the cwd (the workspace) and the cleared environment are inherited
+        with CHILD:  # listed as waited for before the reaper can see it exit
+            pid = os.posix_spawn(shell, [shell, path], CFG["env"], setsid=True, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                               (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+            WANT.add(pid)
+        return pid
+    try: pid = with_room(spawn)
     except OSError as e:  # out of processes (the pids limit), or no shell: the command's own failure, as a shell reports it
         os.close(r); os.close(w); os.unlink(path)
         return send({"id": mid, "ok": True, "return_code": 126, "timed_out": False, "more": False}, f"cannot start the command: {e}".encode())
@@ -241,6 +285,7 @@ def run_command(mid, h, script):
             kill_group(pid)
             timed_out, rc = True, wait_child(pid, 5)
     PROCS.pop(mid, None)
+    forget(pid)
     if rc is None: rc = 0
     if timed_out: rc = 124
     elif rc < 0: rc = 128 - rc
@@ -348,15 +393,12 @@ def main():
         except EOFError: os._exit(0)
         if h["op"] == "cancel":
             pid = PROCS.get(h["target"])
-            if pid: threading.Thread(target=kill_group, args=(pid,), daemon=True).start()
+            if pid:
+                try: threading.Thread(target=kill_group, args=(pid,), daemon=True).start()
+                except RuntimeError: kill_group(pid)  # no thread to spare (pids limit): here, then
             continue
-        for attempt in range(30):  # out of pids (they count threads too): wait a little for the reaper, as bash's fork retries
-            try:
-                threading.Thread(target=run if h["op"] == "run" else fileop, args=(h["id"], h, payload), daemon=True).start()
-                break
-            except RuntimeError as e: err = e; time.sleep(0.1)
-        else:
-            e = err
+        try: with_room(lambda: threading.Thread(target=run if h["op"] == "run" else fileop, args=(h["id"], h, payload), daemon=True).start())
+        except RuntimeError as e:
             if h["op"] == "run": send({"id": h["id"], "ok": True, "return_code": 126, "timed_out": False, "more": False}, f"cannot start the command: {e}".encode())
             else: refuse(h["id"], 503, f"the sandbox is out of processes: {e}")
 
@@ -400,6 +442,7 @@ class LocalBox:
         self._spawn: asyncio.Future | None = None  # the bwrap process being made
         self.loop: asyncio.AbstractEventLoop | None = None  # a warm box's loop (its pipes belong to it)
         self._released, self._release_lock = False, threading.Lock()
+        self._pid_hits = 0  # the pids cgroup's count of refused forks, at the last look
         self.info: dict[str, Any] = {}
 
     # -- lifecycle
@@ -630,6 +673,7 @@ class LocalBox:
             raise PodTerminatedError("the sandbox's agent stopped answering", sid=self.sid) from None
 
     async def _file(self, head: dict, payload: bytes = b"") -> tuple[dict, bytes]:
+        if self._runaway(): await asyncio.to_thread(self._end_runaway)  # the agent needs a thread for it: a pid
         head, data = await self._request(head, payload)
         if not head.get("ok"): raise StepError(head.get("status", 400), head.get("detail", "refused"))
         return head, data
@@ -640,6 +684,7 @@ class LocalBox:
         match step:
             case Exec():
                 guard = None if step.timeout is None else step.timeout + 60
+                if self._runaway(): await asyncio.to_thread(self._end_runaway)
                 head, out = await self._request({"op": "run", "timeout": step.timeout, "max_bytes": step.max_bytes,
                                                  "shell": "/bin/bash"}, step.cmd.encode("utf-8", "surrogateescape"), guard)
                 if not head.get("ok"): raise PodTerminatedError(head.get("detail", "the command could not start"), sid=self.sid)
@@ -661,6 +706,46 @@ class LocalBox:
                 self.info["network"] = "policy proxy"
                 return None
         raise TypeError(f"not a sandbox step: {step!r}")
+
+    def _runaway(self) -> bool:
+        "Whether the sandbox's pids limit refused a fork since the last look (one small read)."
+        d = self.cgroups.dirs.get("pids")
+        if d is None: return False  # no cgroup: the agent still ends a runaway when it cannot start the command
+        try: hits = int((d / "pids.events").read_text().split()[1])
+        except (OSError, ValueError, IndexError): return False
+        new, self._pid_hits = hits > self._pid_hits, hits
+        return new
+
+    def _end_runaway(self, wait: float = 10.0) -> None:
+        "SIGKILL the session holding the most of the sandbox's processes, if that is a quarter of the limit, until it is gone and reaped."
+        # From the host, not by the agent: the agent shares the sandbox's CPU quota with the runaway, which starves it
+        # (hundreds of runnable processes in half a CPU); the host is not limited. Every command is a session of its
+        # own and a fork bomb's processes stay in it, so its session is the one with the most members.
+        procs, keep = self.cgroups.dirs["pids"] / "cgroup.procs", {self.proc.pid, self.agent_pid}
+        def members() -> dict[int, tuple[int, str]]:  # pid -> (session, state), bwrap's and the agent's sessions left out
+            out = {}
+            try: pids = [int(x) for x in procs.read_text().split()]
+            except (OSError, ValueError): return out
+            for pid in pids:
+                try: fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError): continue
+                out[pid] = (int(fields[3]), fields[0])
+            skip = {out[p][0] for p in keep if p in out}
+            return {p: v for p, v in out.items() if v[0] not in skip}
+        found = members()
+        if not found: return
+        counts: dict[int, int] = {}
+        for sid, _ in found.values(): counts[sid] = counts.get(sid, 0) + 1
+        chosen, deadline = max(counts, key=counts.get), time.monotonic() + wait
+        if counts[chosen] < self.backend.pids_max // 4: return  # a burst that ended, or threads of one process: not a bomb
+        while time.monotonic() < deadline:
+            left = {p: state for p, (sid, state) in members().items() if sid == chosen}
+            if not left: return
+            for pid, state in left.items():
+                if state != "Z":
+                    try: os.kill(pid, signal.SIGKILL)
+                    except OSError: pass
+            time.sleep(0.005)
 
 def _children(pid: int) -> list[int]:
     "The children of `pid`, from every one of its threads."

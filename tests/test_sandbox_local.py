@@ -100,14 +100,29 @@ def test_symlinks_out_of_the_workspace_are_refused_by_file_calls(backend, tmp_pa
     run(main())
     assert not (tmp_path / "x").exists()
 
+def _pids_full(backend, sb, limit: float = 60.0) -> bool:
+    "Wait (bounded) until the sandbox's pids cgroup has refused a fork and is full (or the bomb burnt out); False without one."
+    box = next(b for b in backend.boxes if b.sid == sb.sid)
+    d = box.cgroups.dirs.get("pids")
+    if d is None: return False
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        hits, current = int((d / "pids.events").read_text().split()[1]), int((d / "pids.current").read_text())
+        if hits and (current >= backend.pids_max * 7 // 8 or current < 10): return True  # full, or it burnt out
+        time.sleep(0.05)
+    raise AssertionError(f"the fork bomb never filled the pids limit ({current} of {backend.pids_max})")
+
 def test_a_fork_bomb_is_contained_and_cleaned_up(backend):
     async def main():
         async with sandbox(backend) as sb:
             r = await sb.run("bomb() { bomb | bomb & }; bomb", timeout=5)
-            alive = await sb.run("echo still here", timeout=30)
-            return r, alive, sb.info["uid"]
-    r, alive, uid = run(main())
+            full = _pids_full(backend, sb)  # the bomb runs on in the background until it has filled the sandbox
+            alive = await sb.run("echo still here", timeout=30)  # the next command ends it first, then runs
+            after = await sb.run("echo $(echo forked); ps -e -o pid= | wc -l", timeout=30)
+            return r, full, alive, after, sb.info["uid"]
+    r, full, alive, after, uid = run(main())
     assert alive.output == "still here"
+    if full: assert after.output.split() == ["forked", "4"]  # the bomb's processes are gone: the agent, bash, ps, wc
     assert_clean(backend, [uid])
 
 def test_a_memory_bomb_is_killed_and_the_sandbox_survives(backend):

@@ -131,9 +131,10 @@ async def test_idle_sessions_expire_with_one_teardown_each():
             r = await c.post("/create", headers={"X-Session-ID": f"idle-{i}"}, json={"env_name": env, "task_spec": {}})
             assert r.status_code == 200
         keep = {"X-Session-ID": "idle-199"}  # the newest
-        for _ in range(25):  # pings keep it alive well past the TTL, while the others expire
+        for i in range(600):  # pings keep it alive well past the TTL, while the others expire (one teardown at a time: bounded, 60 s)
             await asyncio.sleep(0.1)
             assert (await c.post("/ping", headers=keep)).status_code == 200
+            if i >= 24 and list(server.sessions) == ["idle-199"]: break
         assert list(server.sessions) == ["idle-199"]
         for _ in range(100):
             if not server.sessions: break
@@ -141,6 +142,10 @@ async def test_idle_sessions_expire_with_one_teardown_each():
         assert server.sessions == {}
         assert (await c.post("/ping", headers=keep)).status_code == 404
         assert (await c.post("/delete", headers=keep)).status_code == 200  # deleting an expired session is harmless
+        # a session leaves the table first, then its teardown runs: wait (bounded) for the last ones, under load too
+        for _ in range(600):
+            if set(Tracked.torn) == set(Tracked.created): break
+            await asyncio.sleep(0.05)
         assert_all_torn_down_once()
         assert len(Tracked.created) == 200
 

@@ -66,17 +66,18 @@ def test_stream_arrives_incrementally_with_pings(tmp):
         create(c, "s1")
         arrivals, raw = [], b""
         t0 = time.monotonic()
-        with c.stream("POST", "/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": "nap", "input": {"seconds": 1.2}}) as r:
+        with c.stream("POST", "/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": "nap", "input": {"seconds": 2.0}}) as r:
             assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
             for chunk in r.iter_raw():
                 arrivals.append((time.monotonic() - t0, chunk))
                 raw += chunk
         first_at, first = arrivals[0]
         end_at = arrivals[-1][0]
-        assert end_at >= 1.1 and arrivals[-1][1].startswith(b"event: end"), arrivals[-1]
-        assert first.startswith(b"event: task_id\r\ndata: ") and first_at < end_at - 0.5, arrivals[:2]  # sent at once
-        pings = [t for t, chunk in arrivals for _ in PING.finditer(chunk)]
-        assert len([t for t in pings if t < 1.1]) >= 3, arrivals   # while the tool ran, one every 0.2 s
+        assert end_at >= 1.9 and arrivals[-1][1].startswith(b"event: end"), arrivals[-1]
+        assert first.startswith(b"event: task_id\r\ndata: ") and b"event: end" not in first, arrivals[:2]  # sent at once, alone
+        # while the tool ran (2 s), one every 0.2 s: counted by what came before the end event, not by the clock (load)
+        pings = [t for t, chunk in arrivals[:-1] for _ in PING.finditer(chunk)]
+        assert len(pings) >= 3, arrivals
         evs = events_of(raw)
         assert [e for e, _ in evs] == ["task_id", "end"] and json.loads(evs[1][1])["output"]["metadata"] == {"runs": 1}
 
@@ -93,7 +94,7 @@ def test_disconnected_client_reattaches_and_the_tool_runs_once(tmp):
         evs = events_of(r.content)
         assert evs[0] == ("task_id", task_id) and evs[-1][0] == "end", evs
         assert json.loads(evs[-1][1])["output"]["metadata"] == {"runs": 1}
-        assert time.monotonic() - t0 < 3   # it waited for the running call; it did not start another
+        assert time.monotonic() - t0 < 60  # bounded; that it waited for the running call, not started another, is runs == 1
         again = c.post("/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": "nap", "input": {}, "task_id": task_id})
         assert events_of(again.content) == evs   # finished results stay available for re-attach
         assert [l for l in lines(events) if l.startswith("run")] == ["run s1 1"]
@@ -167,16 +168,16 @@ def test_calls_of_one_tool_queue_while_other_tools_answer(tmp):
     import concurrent.futures
     with live_server(tmp) as (url, proc, events, logs), httpx.Client(base_url=url, timeout=10) as c:
         create(c, "s1")
-        def timed(name, input):
-            t0 = time.monotonic()
-            r = httpx.post(url + "/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": name, "input": input}, timeout=10)
+        t0 = time.monotonic()
+        def timed(name, input):  # (when it ended, its last event); timeouts generous: the machine may be loaded
+            r = httpx.post(url + "/lifecycle/call", headers={"X-Session-ID": "s1"}, json={"name": name, "input": input}, timeout=60)
             return time.monotonic() - t0, events_of(r.content)[-1]
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            naps = [pool.submit(timed, "nap", {"seconds": 0.6}) for _ in range(2)]
+            naps = [pool.submit(timed, "nap", {"seconds": 2.5}) for _ in range(2)]
             time.sleep(0.1)
             echo = pool.submit(timed, "echo", {})
             (t1, e1), (t2, e2), (te, ee) = sorted(f.result() for f in naps) + [echo.result()]
     assert e1[0] == e2[0] == ee[0] == "end"
-    assert 0.5 < t1 < 1.0 and 1.1 < t2 < 2.0, (t1, t2)   # the second nap waited for the first
-    assert te < 0.4, te                                   # a concurrent tool is not held up
+    assert t1 >= 2.5 and t2 >= 5.0, (t1, t2)   # the second nap waited for the first: two naps back to back
+    assert te < t1, (te, t1)                   # a concurrent tool is not held up: it ended while the first nap ran
     assert sorted(json.loads(e)["output"]["metadata"]["runs"] for e in (e1[1], e2[1])) == [1, 2]
